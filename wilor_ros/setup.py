@@ -24,7 +24,6 @@ setup(
     maintainer_email="maintainers@wilor-ros.dev",
     description="Real-time 3D hand reconstruction (WiLoR) for ROS 2.",
     license="Apache-2.0",
-    tests_require=["pytest"],
     entry_points={
         "console_scripts": [
             "hand_reconstruction_node = wilor_ros.ros.node:main",
