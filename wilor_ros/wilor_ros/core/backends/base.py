@@ -1,0 +1,106 @@
+"""The small interface every reconstructor runtime implements (PyTorch, ONNX Runtime, TensorRT).
+
+A backend maps a batch of normalised crops (B x 3 x 256 x 256 float32) to the network's
+outputs in the crop frame (left hands still mirrored); everything before and after is the
+pipeline's job, shared by all backends, so one comparison script runs any pair.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from wilor_ros.core.constants import CROP_SIZE, NUM_HAND_JOINTS, NUM_JOINTS, NUM_VERTICES
+
+INPUT_NAME = "crops"
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """Name, shape (-1 for a dynamic axis) and dtype of one input or output tensor."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+
+
+@dataclass
+class ReconstructorOutput:
+    """Network outputs for B crops (crop camera frame; left hands still mirrored).
+
+    Field names are also the ONNX/TensorRT output tensor names.
+    """
+
+    pred_cam: np.ndarray  # B x 3, weak-perspective crop camera [s, tx, ty]
+    global_orient: np.ndarray  # B x 3 x 3, MANO root rotation
+    hand_pose: np.ndarray  # B x 15 x 3 x 3, finger joint rotations (MANO order)
+    betas: np.ndarray  # B x 10
+    keypoints_3d: np.ndarray  # B x 21 x 3, metres, MANO model frame, OpenPose order
+    vertices: np.ndarray  # B x 778 x 3, metres, MANO model frame
+    keypoints_2d: np.ndarray  # B x 21 x 2, crop-normalised units (crop pixel = 128 + 256 * value)
+    cam_t: np.ndarray  # B x 3, metres, crop camera translation (focal 5000, 256-px crop)
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+    @classmethod
+    def empty(cls) -> ReconstructorOutput:
+        return cls(**{spec.name: np.zeros((0, *spec.shape[1:]), np.float32) for spec in OUTPUT_SPECS})
+
+    def __len__(self) -> int:
+        return int(self.pred_cam.shape[0])
+
+    def as_dict(self) -> dict[str, np.ndarray]:
+        return {name: getattr(self, name) for name in self.names()}
+
+
+INPUT_SPEC = TensorSpec(INPUT_NAME, (-1, 3, CROP_SIZE, CROP_SIZE), "float32")
+OUTPUT_SPECS = (
+    TensorSpec("pred_cam", (-1, 3), "float32"),
+    TensorSpec("global_orient", (-1, 3, 3), "float32"),
+    TensorSpec("hand_pose", (-1, NUM_HAND_JOINTS, 3, 3), "float32"),
+    TensorSpec("betas", (-1, 10), "float32"),
+    TensorSpec("keypoints_3d", (-1, NUM_JOINTS, 3), "float32"),
+    TensorSpec("vertices", (-1, NUM_VERTICES, 3), "float32"),
+    TensorSpec("keypoints_2d", (-1, NUM_JOINTS, 2), "float32"),
+    TensorSpec("cam_t", (-1, 3), "float32"),
+)
+assert tuple(s.name for s in OUTPUT_SPECS) == ReconstructorOutput.names()
+
+
+class ReconstructorBackend(ABC):
+    """One runtime for the reconstructor network."""
+
+    name: str = "abstract"
+    #: True when the loaded weights are synthetic (not the licensed WiLoR release)
+    synthetic: bool = False
+
+    def input_spec(self) -> TensorSpec:
+        return INPUT_SPEC
+
+    def output_spec(self) -> tuple[TensorSpec, ...]:
+        return OUTPUT_SPECS
+
+    @abstractmethod
+    def infer(self, crops: np.ndarray) -> ReconstructorOutput:
+        """crops: B x 3 x 256 x 256 float32 normalised -> outputs for the B crops (B may be 0)."""
+
+    def close(self) -> None:
+        """Release runtime resources (device memory, sessions)."""
+
+    def __enter__(self) -> ReconstructorBackend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def check_crops(crops: np.ndarray) -> np.ndarray:
+    """Validate and return crops as a contiguous float32 B x 3 x 256 x 256 array."""
+    crops = np.asarray(crops)
+    if crops.ndim != 4 or crops.shape[1:] != (3, CROP_SIZE, CROP_SIZE):
+        raise ValueError(f"crops must be B x 3 x {CROP_SIZE} x {CROP_SIZE}, got shape {crops.shape}")
+    return np.ascontiguousarray(crops, dtype=np.float32)

@@ -1,0 +1,298 @@
+"""Image in, hands out: detector -> batched crops -> reconstructor -> full-image hands.
+
+``HandPipeline.predict(image, intrinsics=None, boxes=None)`` is the whole ROS-free core:
+* detect hands (or use the given boxes with sides, e.g. from a tracker or another detector);
+* crop every hand with the official geometry (left hands mirrored) without copying the
+  full image per hand;
+* reconstruct ALL crops in ONE batch on the configured backend;
+* un-mirror left hands, place them in the full-image camera frame (real intrinsics when
+  given, else the official focal heuristic) and return typed ``HandEstimate`` results.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from wilor_ros.core import camera, preprocessing
+from wilor_ros.core.backends.base import ReconstructorBackend, ReconstructorOutput
+from wilor_ros.core.constants import DEFAULT_RESCALE_FACTOR, MANO_PARENTS, OPENPOSE_ROTATION_SOURCE
+from wilor_ros.core.geometry import rotmat_to_axis_angle_np
+from wilor_ros.core.model_files import (
+    DETECTOR_ONNX,
+    MANO_RIGHT,
+    RECONSTRUCTOR_CKPT,
+    RECONSTRUCTOR_ONNX,
+    check_model_files,
+)
+from wilor_ros.core.types import CameraIntrinsics, HandDetection, HandEstimate, Side
+
+LOG = logging.getLogger(__name__)
+
+BACKEND_CHOICES = ("pytorch", "onnxruntime", "tensorrt")
+PRECISION_CHOICES = ("fp32", "fp16", "bf16")
+
+
+@dataclass
+class ModelPaths:
+    """Model files; relative names are looked up in ``model_dir``."""
+
+    model_dir: str = "models"
+    detector: str = DETECTOR_ONNX.default_name  # ONNX (wilor-ros export-detector)
+    checkpoint: str = RECONSTRUCTOR_CKPT.default_name  # pytorch backend
+    mano: str = MANO_RIGHT.default_name  # pytorch backend
+    reconstructor_onnx: str = RECONSTRUCTOR_ONNX.default_name  # onnxruntime/tensorrt backends
+
+    def resolve(self, name: str) -> Path:
+        path = Path(name).expanduser()
+        return path if path.is_absolute() else Path(self.model_dir).expanduser() / path
+
+
+@dataclass
+class PipelineConfig:
+    """Everything that shapes one pipeline (defaults: the official demo's settings)."""
+
+    models: ModelPaths = field(default_factory=ModelPaths)
+    backend: str = "pytorch"  # pytorch | onnxruntime | tensorrt
+    device: str = "cpu"  # cpu | cuda | cuda:N
+    precision: str = "fp32"  # fp32 | fp16 | bf16 (fp16/bf16 need a GPU)
+    detection_threshold: float = 0.3  # the official demo's detector confidence
+    nms_iou_threshold: float = 0.5
+    max_hands: int = 4  # at most this many hands per image (highest scores first)
+    # Crop side = rescale * max(h, 4/3 w): the official demo passes 2.0 (its dataset class
+    # defaults to 2.5; the parity goldens cover both).
+    rescale_factor: float = DEFAULT_RESCALE_FACTOR
+    use_detector: bool = True  # False: only boxes given to predict() are used
+
+    def validate(self) -> None:
+        if self.backend not in BACKEND_CHOICES:
+            raise ValueError(f"backend must be one of {BACKEND_CHOICES}, got {self.backend!r}")
+        if self.precision not in PRECISION_CHOICES:
+            raise ValueError(f"precision must be one of {PRECISION_CHOICES}, got {self.precision!r}")
+        if not (self.device == "cpu" or self.device.startswith("cuda")):
+            raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
+        if not 0.0 <= self.detection_threshold <= 1.0:
+            raise ValueError(f"detection_threshold must be in [0, 1], got {self.detection_threshold}")
+        if not 0.0 < self.nms_iou_threshold <= 1.0:
+            raise ValueError(f"nms_iou_threshold must be in (0, 1], got {self.nms_iou_threshold}")
+        if self.max_hands < 1:
+            raise ValueError(f"max_hands must be >= 1, got {self.max_hands}")
+        if not 1.0 <= self.rescale_factor <= 4.0:
+            raise ValueError(f"rescale_factor must be in [1, 4], got {self.rescale_factor}")
+
+
+@dataclass
+class StageTimings:
+    """Seconds spent in each stage of the last predict() call."""
+
+    convert: float = 0.0
+    detect: float = 0.0
+    crop: float = 0.0
+    reconstruct: float = 0.0
+    postprocess: float = 0.0
+
+    @property
+    def total(self) -> float:
+        return self.convert + self.detect + self.crop + self.reconstruct + self.postprocess
+
+
+def make_backend(config: PipelineConfig) -> ReconstructorBackend:
+    """The reconstructor runtime the config names (files checked first, all at once)."""
+    paths = config.models
+    if config.backend == "pytorch":
+        ckpt, mano = paths.resolve(paths.checkpoint), paths.resolve(paths.mano)
+        check_model_files([(ckpt, RECONSTRUCTOR_CKPT), (mano, MANO_RIGHT)])
+        from wilor_ros.core.backends.torch_backend import TorchBackend
+
+        return TorchBackend.from_files(ckpt, mano, device=config.device, precision=config.precision)
+    onnx_path = paths.resolve(paths.reconstructor_onnx)
+    check_model_files([(onnx_path, RECONSTRUCTOR_ONNX)])
+    if config.backend == "onnxruntime":
+        from wilor_ros.core.backends.onnxruntime_backend import OnnxRuntimeBackend
+
+        return OnnxRuntimeBackend(onnx_path, device=config.device)
+    from wilor_ros.core.backends.tensorrt_backend import TensorRTBackend
+
+    return TensorRTBackend.from_onnx(onnx_path, device=config.device, precision=config.precision)
+
+
+def missing_files(config: PipelineConfig) -> list[Path]:
+    """Model files the config needs that do not exist (for start-up checks and `make demo`)."""
+    paths = config.models
+    needed = [paths.resolve(paths.detector)] if config.use_detector else []
+    if config.backend == "pytorch":
+        needed += [paths.resolve(paths.checkpoint), paths.resolve(paths.mano)]
+    else:
+        needed.append(paths.resolve(paths.reconstructor_onnx))
+    return [p for p in needed if not p.is_file()]
+
+
+def global_joint_rotations(global_orient: np.ndarray, hand_pose: np.ndarray) -> np.ndarray:
+    """Compose MANO's kinematic chain into per-joint global rotations.
+
+    global_orient: B x 3 x 3, hand_pose: B x 15 x 3 x 3 (parent-relative, MANO order)
+    -> B x 16 x 3 x 3 global rotations, MANO joint order.
+    """
+    batch = global_orient.shape[0]
+    local = np.concatenate([global_orient[:, None], hand_pose], axis=1)  # B x 16 x 3 x 3
+    out = np.empty((batch, len(MANO_PARENTS), 3, 3), dtype=np.float32)
+    for joint, parent in enumerate(MANO_PARENTS):
+        out[:, joint] = local[:, joint] if parent < 0 else out[:, parent] @ local[:, joint]
+    return out
+
+
+class HandPipeline:
+    """The end-to-end core; build with ``HandPipeline.from_config`` or pass parts in."""
+
+    def __init__(
+        self,
+        config: PipelineConfig,
+        backend: ReconstructorBackend,
+        detector: object | None = None,
+    ):
+        config.validate()
+        self.config = config
+        self.backend = backend
+        self.detector = detector
+        self.synthetic = bool(getattr(backend, "synthetic", False))
+        self.last_timings = StageTimings()
+
+    @classmethod
+    def from_config(cls, config: PipelineConfig) -> HandPipeline:
+        config.validate()
+        detector = None
+        if config.use_detector:
+            paths = config.models
+            det_path = paths.resolve(paths.detector)
+            # check every file up front so the user gets ONE error listing all that is missing
+            needed = [(det_path, DETECTOR_ONNX)]
+            if config.backend == "pytorch":
+                needed += [
+                    (paths.resolve(paths.checkpoint), RECONSTRUCTOR_CKPT),
+                    (paths.resolve(paths.mano), MANO_RIGHT),
+                ]
+            else:
+                needed.append((paths.resolve(paths.reconstructor_onnx), RECONSTRUCTOR_ONNX))
+            check_model_files(needed)
+            from wilor_ros.core.detector import OnnxHandDetector
+
+            detector = OnnxHandDetector(
+                det_path,
+                conf_threshold=config.detection_threshold,
+                iou_threshold=config.nms_iou_threshold,
+                device=config.device,
+            )
+        return cls(config, make_backend(config), detector)
+
+    # ------------------------------------------------------------------ stages
+    def detect(self, image_rgb: np.ndarray) -> list[HandDetection]:
+        if self.detector is None:
+            return []
+        detections = self.detector.detect(image_rgb)
+        detections = [d for d in detections if d.score >= self.config.detection_threshold]
+        return sorted(detections, key=lambda d: -d.score)[: self.config.max_hands]
+
+    def predict(
+        self,
+        image: np.ndarray,
+        intrinsics: CameraIntrinsics | None = None,
+        boxes: list[HandDetection] | None = None,
+    ) -> list[HandEstimate]:
+        """image: H x W (gray), H x W x 3 (RGB) or H x W x 4 (RGBA) uint8.
+
+        boxes: hands to reconstruct (skips the detector); None = run the detector.
+        """
+        timings = StageTimings()
+        t0 = time.perf_counter()
+        rgb = preprocessing.to_rgb(image)
+        height, width = rgb.shape[:2]
+        if intrinsics is None:
+            intrinsics = camera.heuristic_intrinsics(width, height)
+        t1 = time.perf_counter()
+        timings.convert = t1 - t0
+
+        if boxes is None:
+            detections = self.detect(rgb)
+        else:
+            detections = list(boxes)[: self.config.max_hands]
+        t2 = time.perf_counter()
+        timings.detect = t2 - t1
+
+        batch = preprocessing.crop_hands(rgb, detections, self.config.rescale_factor)
+        t3 = time.perf_counter()
+        timings.crop = t3 - t2
+
+        output = self.backend.infer(batch.crops)
+        t4 = time.perf_counter()
+        timings.reconstruct = t4 - t3
+
+        hands = self.postprocess(output, batch, detections, intrinsics)
+        timings.postprocess = time.perf_counter() - t4
+        self.last_timings = timings
+        return hands
+
+    def postprocess(
+        self,
+        output: ReconstructorOutput,
+        batch: preprocessing.CropBatch,
+        detections: list[HandDetection],
+        intrinsics: CameraIntrinsics,
+    ) -> list[HandEstimate]:
+        """Crop-frame network outputs -> full-image HandEstimates (vectorised over hands)."""
+        count = len(detections)
+        if count == 0:
+            return []
+        is_right = np.array([d.side == Side.RIGHT for d in detections])
+        sign = np.where(is_right, 1.0, -1.0).astype(np.float32)  # +1 right, -1 left
+
+        # Left hands were mirrored before the network: flip tx and the model-frame x back
+        # (official demo.py), and mirror the rotations (M R M) so they match the mesh.
+        pred_cam = output.pred_cam.copy()
+        pred_cam[:, 1] *= sign
+        vertices = output.vertices.copy()
+        joints = output.keypoints_3d.copy()
+        vertices[..., 0] *= sign[:, None]
+        joints[..., 0] *= sign[:, None]
+
+        local = np.concatenate([output.global_orient[:, None], output.hand_pose], axis=1)  # B x 16 x 3 x 3
+        local[~is_right] = camera.mirror_rotations(local[~is_right])
+        global_rot = global_joint_rotations(local[:, 0], local[:, 1:])  # B x 16 x 3 x 3
+        joint_rot = global_rot[:, list(OPENPOSE_ROTATION_SOURCE)]  # B x 21 x 3 x 3
+        axis_angle = rotmat_to_axis_angle_np(local.reshape(-1, 3, 3)).reshape(count, 16, 3)
+
+        cam_t = camera.cam_crop_to_full(
+            pred_cam, batch.box_centers, batch.box_sizes, batch.image_size, intrinsics
+        ).astype(np.float32)  # B x 3
+        vertices_cam = vertices + cam_t[:, None]
+        joints_cam = joints + cam_t[:, None]
+        keypoints_2d = camera.project_points(joints_cam.reshape(-1, 3), intrinsics).reshape(count, -1, 2)
+
+        hands = []
+        for i, det in enumerate(detections):
+            hands.append(
+                HandEstimate(
+                    box=np.asarray(det.box, np.float32),
+                    score=float(det.score),
+                    side=det.side,
+                    keypoints_3d=joints_cam[i].astype(np.float32),
+                    keypoints_2d=keypoints_2d[i].astype(np.float32),
+                    vertices=vertices_cam[i].astype(np.float32),
+                    global_orient=axis_angle[i, 0].astype(np.float32),
+                    hand_pose=axis_angle[i, 1:].astype(np.float32),
+                    global_orient_matrix=local[i, 0].astype(np.float32),
+                    hand_pose_matrix=local[i, 1:].astype(np.float32),
+                    betas=output.betas[i].astype(np.float32),
+                    cam_t=cam_t[i],
+                    joint_rotations=joint_rot[i].astype(np.float32),
+                    intrinsics=intrinsics,
+                    extras={"crop_cam": output.pred_cam[i].copy(), "box_size": float(batch.box_sizes[i])},
+                )
+            )
+        return hands
+
+    def close(self) -> None:
+        self.backend.close()
