@@ -1,0 +1,150 @@
+"""``wilor-ros``: the command line of wilor_ros (one sub-command per job)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from wilor_ros.core.config import load_config
+from wilor_ros.core.pipeline import PipelineConfig
+
+LOG = logging.getLogger("wilor_ros")
+
+PACKAGE_DIR = Path(__file__).resolve().parents[2]  # the ament package folder (wilor_ros/)
+DEFAULT_MODEL_DIR = PACKAGE_DIR / "models"
+DEFAULT_OUT_DIR = PACKAGE_DIR.parent / "out"
+
+
+def _add_pipeline_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="pipeline YAML (PipelineConfig keys, e.g. config/pipeline.yaml)")
+    parser.add_argument("--model-dir", type=Path, default=None, help=f"model folder (default {DEFAULT_MODEL_DIR})")
+    parser.add_argument("--backend", choices=("pytorch", "onnxruntime", "tensorrt"), help="reconstructor runtime")
+    parser.add_argument("--device", help="cpu | cuda | cuda:N")
+    parser.add_argument("--precision", choices=("fp32", "fp16", "bf16"))
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override any PipelineConfig key, e.g. --set max_hands=2 (repeatable)")
+
+
+def pipeline_config_from_args(args: argparse.Namespace) -> PipelineConfig:
+    overrides = list(args.overrides)
+    for key in ("backend", "device", "precision"):
+        if getattr(args, key, None):
+            overrides.append(f"{key}={getattr(args, key)}")
+    model_dir = args.model_dir or DEFAULT_MODEL_DIR
+    overrides.insert(0, f"models.model_dir={model_dir}")
+    return load_config(PipelineConfig, args.config, overrides)
+
+
+# ---------------------------------------------------------------- commands
+def cmd_demo(args: argparse.Namespace) -> int:
+    from wilor_ros.core.pipeline import HandPipeline
+    from wilor_ros.tools.demo import load_boxes_file, run_demo
+
+    config = pipeline_config_from_args(args)
+    boxes = load_boxes_file(args.boxes) if args.boxes else None
+    if boxes is not None:
+        config.use_detector = False
+    pipeline = HandPipeline.from_config(config)
+    results = run_demo(pipeline, args.inputs, args.out, boxes=boxes, save_obj=args.obj, save_video=args.video)
+    hands = sum(len(r["hands"]) for r in results.values())
+    print(f"{len(results)} frame(s), {hands} hand(s); overlays and results.json in {args.out}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from wilor_ros.tools.model_export import export_all
+
+    export_all(args.model_dir or DEFAULT_MODEL_DIR, skip_detector=args.skip_detector, force=args.force)
+    return 0
+
+
+def cmd_export_detector(args: argparse.Namespace) -> int:
+    from wilor_ros.tools.export_detector import export_detector
+
+    out = export_detector(args.weights, args.out, imgsz=args.imgsz)
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_make_synthetic(args: argparse.Namespace) -> int:
+    from wilor_ros.tools.synthetic_models import make_synthetic_models
+
+    paths = make_synthetic_models(args.out, size=args.size, seed=args.seed, force=args.force)
+    for role, path in paths.items():
+        print(f"{role:>20}: {path}")
+    return 0
+
+
+def cmd_demo_main(args: argparse.Namespace) -> int:
+    from wilor_ros.tools.main_demo import run_main_demo
+
+    return run_main_demo(model_dir=args.model_dir or DEFAULT_MODEL_DIR, out_dir=args.out)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wilor-ros",
+        description="Real-time 3D hand reconstruction (WiLoR) for ROS 2: tools and demos.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="images / folder / video / camera index -> overlays, .obj, JSON")
+    demo.add_argument("inputs", nargs="+", help="image files, folders, video files or a camera index (0)")
+    demo.add_argument("--out", type=Path, default=DEFAULT_OUT_DIR / "demo", help="output folder")
+    demo.add_argument("--boxes", type=Path, help="JSON of given hand boxes per image (skips the detector)")
+    demo.add_argument("--obj", action="store_true", help="also write one .obj mesh per hand")
+    demo.add_argument("--video", action="store_true", help="write overlay.mp4 instead of PNG files")
+    _add_pipeline_args(demo)
+    demo.set_defaults(func=cmd_demo)
+
+    export = sub.add_parser("export", help="detector.pt + wilor_final.ckpt + MANO_RIGHT.pkl -> ONNX files")
+    export.add_argument("--model-dir", type=Path, default=None, help=f"model folder (default {DEFAULT_MODEL_DIR})")
+    export.add_argument("--skip-detector", action="store_true", help="export the reconstructor only")
+    export.add_argument("--force", action="store_true", help="re-export even when the ONNX files are newer")
+    export.set_defaults(func=cmd_export)
+
+    export_det = sub.add_parser("export-detector", help="ultralytics detector .pt -> ONNX (needs ultralytics)")
+    export_det.add_argument("weights", type=Path, help="detector.pt")
+    export_det.add_argument("--out", type=Path, default=None, help="output .onnx (default: beside the .pt)")
+    export_det.add_argument("--imgsz", type=int, default=640)
+    export_det.set_defaults(func=cmd_export_detector)
+
+    synth = sub.add_parser("make-synthetic-models",
+                           help="synthetic MANO, reconstructor and detector so every command runs unlicensed")
+    synth.add_argument("--out", type=Path, default=DEFAULT_MODEL_DIR / "synthetic")
+    synth.add_argument("--size", choices=("small", "medium", "full"), default="medium",
+                       help="reconstructor size (full = the released architecture, ~2.5 GB)")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--force", action="store_true", help="overwrite existing files")
+    synth.set_defaults(func=cmd_make_synthetic)
+
+    main_demo = sub.add_parser("demo-main", help="what `make demo` runs: the main job, real or synthetic models")
+    main_demo.add_argument("--model-dir", type=Path, default=None)
+    main_demo.add_argument("--out", type=Path, default=DEFAULT_OUT_DIR / "demo")
+    main_demo.set_defaults(func=cmd_demo_main)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, RuntimeError, FileNotFoundError) as exc:
+        # user-facing errors: the message says what to do; no traceback unless --verbose
+        if args.verbose:
+            raise
+        print(f"wilor-ros {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
