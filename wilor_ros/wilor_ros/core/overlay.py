@@ -52,7 +52,9 @@ def draw_hands(
             for joint, parent in enumerate(OPENPOSE_PARENTS):
                 if parent >= 0:
                     colour = FINGER_COLOURS[_finger_of(joint)]
-                    cv2.line(canvas, tuple(points[parent]), tuple(points[joint]), colour, thickness, cv2.LINE_AA)
+                    cv2.line(
+                        canvas, tuple(points[parent]), tuple(points[joint]), colour, thickness, cv2.LINE_AA
+                    )
             for point in points:
                 cv2.circle(canvas, tuple(point), thickness + 1, (255, 255, 255), -1, cv2.LINE_AA)
         x1, y1, x2, y2 = np.round(hand.box).astype(int)
@@ -72,4 +74,6 @@ def _put_label(canvas: np.ndarray, text: str, origin: tuple[int, int], colour: t
     x, y = origin
     y = max(y, height + 2)
     cv2.rectangle(canvas, (x, y - height - 3), (x + width + 4, y + baseline - 1), (255, 255, 255), -1)
-    cv2.putText(canvas, text, (x + 2, y - 1), cv2.FONT_HERSHEY_SIMPLEX, font_scale, colour, thickness, cv2.LINE_AA)
+    cv2.putText(
+        canvas, text, (x + 2, y - 1), cv2.FONT_HERSHEY_SIMPLEX, font_scale, colour, thickness, cv2.LINE_AA
+    )

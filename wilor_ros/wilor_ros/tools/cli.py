@@ -18,13 +18,25 @@ DEFAULT_OUT_DIR = PACKAGE_DIR.parent / "out"
 
 
 def _add_pipeline_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, help="pipeline YAML (PipelineConfig keys, e.g. config/pipeline.yaml)")
-    parser.add_argument("--model-dir", type=Path, default=None, help=f"model folder (default {DEFAULT_MODEL_DIR})")
-    parser.add_argument("--backend", choices=("pytorch", "onnxruntime", "tensorrt"), help="reconstructor runtime")
+    parser.add_argument(
+        "--config", type=Path, help="pipeline YAML (PipelineConfig keys, e.g. config/pipeline.yaml)"
+    )
+    parser.add_argument(
+        "--model-dir", type=Path, default=None, help=f"model folder (default {DEFAULT_MODEL_DIR})"
+    )
+    parser.add_argument(
+        "--backend", choices=("pytorch", "onnxruntime", "tensorrt"), help="reconstructor runtime"
+    )
     parser.add_argument("--device", help="cpu | cuda | cuda:N")
     parser.add_argument("--precision", choices=("fp32", "fp16", "bf16"))
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override any PipelineConfig key, e.g. --set max_hands=2 (repeatable)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any PipelineConfig key, e.g. --set max_hands=2 (repeatable)",
+    )
 
 
 def pipeline_config_from_args(args: argparse.Namespace) -> PipelineConfig:
@@ -101,27 +113,39 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
 
     export = sub.add_parser("export", help="detector.pt + wilor_final.ckpt + MANO_RIGHT.pkl -> ONNX files")
-    export.add_argument("--model-dir", type=Path, default=None, help=f"model folder (default {DEFAULT_MODEL_DIR})")
+    export.add_argument(
+        "--model-dir", type=Path, default=None, help=f"model folder (default {DEFAULT_MODEL_DIR})"
+    )
     export.add_argument("--skip-detector", action="store_true", help="export the reconstructor only")
     export.add_argument("--force", action="store_true", help="re-export even when the ONNX files are newer")
     export.set_defaults(func=cmd_export)
 
-    export_det = sub.add_parser("export-detector", help="ultralytics detector .pt -> ONNX (needs ultralytics)")
+    export_det = sub.add_parser(
+        "export-detector", help="ultralytics detector .pt -> ONNX (needs ultralytics)"
+    )
     export_det.add_argument("weights", type=Path, help="detector.pt")
     export_det.add_argument("--out", type=Path, default=None, help="output .onnx (default: beside the .pt)")
     export_det.add_argument("--imgsz", type=int, default=640)
     export_det.set_defaults(func=cmd_export_detector)
 
-    synth = sub.add_parser("make-synthetic-models",
-                           help="synthetic MANO, reconstructor and detector so every command runs unlicensed")
+    synth = sub.add_parser(
+        "make-synthetic-models",
+        help="synthetic MANO, reconstructor and detector so every command runs unlicensed",
+    )
     synth.add_argument("--out", type=Path, default=DEFAULT_MODEL_DIR / "synthetic")
-    synth.add_argument("--size", choices=("small", "medium", "full"), default="medium",
-                       help="reconstructor size (full = the released architecture, ~2.5 GB)")
+    synth.add_argument(
+        "--size",
+        choices=("small", "medium", "full"),
+        default="medium",
+        help="reconstructor size (full = the released architecture, ~2.5 GB)",
+    )
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--force", action="store_true", help="overwrite existing files")
     synth.set_defaults(func=cmd_make_synthetic)
 
-    main_demo = sub.add_parser("demo-main", help="what `make demo` runs: the main job, real or synthetic models")
+    main_demo = sub.add_parser(
+        "demo-main", help="what `make demo` runs: the main job, real or synthetic models"
+    )
     main_demo.add_argument("--model-dir", type=Path, default=None)
     main_demo.add_argument("--out", type=Path, default=DEFAULT_OUT_DIR / "demo")
     main_demo.set_defaults(func=cmd_demo_main)

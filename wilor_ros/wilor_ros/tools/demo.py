@@ -80,7 +80,9 @@ def load_boxes_file(path: str | Path) -> dict[str, list[HandDetection]]:
     for name, entry in data.items():
         hands = entry.get("hands", []) if isinstance(entry, dict) else entry
         boxes[name] = [
-            HandDetection(np.asarray(h["box_xyxy"], np.float32), Side.parse(h["side"]), float(h.get("score", 1.0)))
+            HandDetection(
+                np.asarray(h["box_xyxy"], np.float32), Side.parse(h["side"]), float(h.get("score", 1.0))
+            )
             for h in hands
         ]
     return boxes
@@ -141,13 +143,20 @@ def run_demo(
         if save_video:
             if writer is None:
                 height, width = bgr.shape[:2]
-                writer = cv2.VideoWriter(str(out_dir / "overlay.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 30, (width, height))
+                writer = cv2.VideoWriter(
+                    str(out_dir / "overlay.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 30, (width, height)
+                )
             writer.write(bgr)
         else:
             cv2.imwrite(str(out_dir / f"{frame.name}_overlay.png"), bgr)
         if save_obj and faces is not None:
             for i, hand in enumerate(hands):
-                write_obj(out_dir / f"{frame.name}_hand{i}_{hand.side.label}.obj", hand.vertices, faces, hand.side == Side.LEFT)
+                write_obj(
+                    out_dir / f"{frame.name}_hand{i}_{hand.side.label}.obj",
+                    hand.vertices,
+                    faces,
+                    hand.side == Side.LEFT,
+                )
         results[frame.name] = {
             "image_size": [int(frame.image_rgb.shape[1]), int(frame.image_rgb.shape[0])],
             "synthetic_models": pipeline.synthetic,

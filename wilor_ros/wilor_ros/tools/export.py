@@ -18,7 +18,7 @@ import onnx
 import torch
 
 import wilor_ros
-from wilor_ros.core.backends.base import INPUT_NAME, ReconstructorOutput
+from wilor_ros.core.backends.base import INPUT_NAME, ReconstructorOutput, encode_faces
 from wilor_ros.core.backends.torch_backend import official_outputs
 from wilor_ros.core.constants import CROP_SIZE, IMAGE_MEAN, IMAGE_STD
 
@@ -94,6 +94,10 @@ def export_reconstructor_onnx(
         "std": ",".join(str(v) for v in IMAGE_STD),
         "input_layout": "B x 3 x 256 x 256 float32, RGB normalised with mean/std on [0,1] values",
     }
+    faces = getattr(getattr(model, "mano", None), "faces", None)
+    if faces is not None:
+        # the mesh topology travels with the file: the ONNX backends have no MANO file
+        metadata["faces"] = encode_faces(np.asarray(faces))
     del proto.metadata_props[:]
     for key, value in metadata.items():
         entry = proto.metadata_props.add()

@@ -84,7 +84,9 @@ def run_main_demo(model_dir: Path, out_dir: Path) -> int:
         from wilor_ros.tools.synthetic_models import make_synthetic_models
 
         synthetic_dir = model_dir / "synthetic"
-        print(f"Running the demo on SYNTHETIC models ({synthetic_dir}); the hands drawn are not real estimates.")
+        print(
+            f"Running the demo on SYNTHETIC models ({synthetic_dir}); the hands drawn are not real estimates."
+        )
         make_synthetic_models(synthetic_dir, detector=False)
         config = PipelineConfig(
             models=ModelPaths(model_dir=str(synthetic_dir)), backend="onnxruntime", use_detector=False

@@ -6,11 +6,11 @@ import logging
 from pathlib import Path
 
 from wilor_ros.core.model_files import (
+    DETECTOR_ONNX,
     DETECTOR_PT,
     MANO_RIGHT,
     RECONSTRUCTOR_CKPT,
     RECONSTRUCTOR_ONNX,
-    DETECTOR_ONNX,
     check_model_files,
 )
 

@@ -12,7 +12,13 @@ import dataclasses
 import logging
 from pathlib import Path
 
-from wilor_ros.core.model_files import DETECTOR_ONNX, DETECTOR_PT, MANO_RIGHT, RECONSTRUCTOR_CKPT, RECONSTRUCTOR_ONNX
+from wilor_ros.core.model_files import (
+    DETECTOR_ONNX,
+    DETECTOR_PT,
+    MANO_RIGHT,
+    RECONSTRUCTOR_CKPT,
+    RECONSTRUCTOR_ONNX,
+)
 
 LOG = logging.getLogger(__name__)
 

@@ -7,6 +7,7 @@ pipeline's job, shared by all backends, so one comparison script runs any pair.
 
 from __future__ import annotations
 
+import base64
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, fields
 
@@ -77,6 +78,8 @@ class ReconstructorBackend(ABC):
     name: str = "abstract"
     #: True when the loaded weights are synthetic (not the licensed WiLoR release)
     synthetic: bool = False
+    #: F x 3 int64 MANO triangles (right-hand winding) of the mesh the backend outputs
+    faces: np.ndarray | None = None
 
     def input_spec(self) -> TensorSpec:
         return INPUT_SPEC
@@ -88,7 +91,7 @@ class ReconstructorBackend(ABC):
     def infer(self, crops: np.ndarray) -> ReconstructorOutput:
         """crops: B x 3 x 256 x 256 float32 normalised -> outputs for the B crops (B may be 0)."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing to release
         """Release runtime resources (device memory, sessions)."""
 
     def __enter__(self) -> ReconstructorBackend:
@@ -96,6 +99,19 @@ class ReconstructorBackend(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def encode_faces(faces: np.ndarray) -> str:
+    """F x 3 triangle indices -> compact text for ONNX metadata (base64 of uint16)."""
+    faces = np.asarray(faces)
+    if faces.ndim != 2 or faces.shape[1] != 3 or faces.min() < 0 or faces.max() >= 1 << 16:
+        raise ValueError(f"faces must be F x 3 indices below 65536, got shape {faces.shape}")
+    return base64.b64encode(faces.astype("<u2").tobytes()).decode("ascii")
+
+
+def decode_faces(text: str) -> np.ndarray:
+    """Inverse of encode_faces -> F x 3 int64."""
+    return np.frombuffer(base64.b64decode(text), dtype="<u2").reshape(-1, 3).astype(np.int64)
 
 
 def check_crops(crops: np.ndarray) -> np.ndarray:

@@ -14,6 +14,7 @@ from wilor_ros.core.backends.base import (
     ReconstructorBackend,
     ReconstructorOutput,
     check_crops,
+    decode_faces,
 )
 
 LOG = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ class OnnxRuntimeBackend(ReconstructorBackend):
         self.session = ort.InferenceSession(str(path), options, providers=default_providers(device))
         self.metadata = read_metadata(self.session)
         self.synthetic = self.metadata.get("synthetic", "false").lower() == "true"
+        self.faces = decode_faces(self.metadata["faces"]) if "faces" in self.metadata else None
         names = [o.name for o in self.session.get_outputs()]
         expected = list(ReconstructorOutput.names())
         if names != expected or self.session.get_inputs()[0].name != INPUT_NAME:

@@ -40,6 +40,8 @@ class TorchBackend(ReconstructorBackend):
         self.model = model.eval()
         self.device = torch.device(device)
         self.synthetic = synthetic
+        faces = getattr(getattr(model, "mano", None), "faces", None)
+        self.faces = None if faces is None else np.asarray(faces, dtype=np.int64)
 
     @classmethod
     def from_files(

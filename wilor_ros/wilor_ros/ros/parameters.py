@@ -1,0 +1,154 @@
+"""Every parameter of the hand reconstruction node, declared in one place.
+
+Each entry has a default (mirrored in config/wilor.yaml), a description and a range or a set of
+choices; ``validate`` gives the reason a value is rejected, which the node returns from its
+on-set-parameters callback.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from wilor_ros.core.pipeline import BACKEND_CHOICES, PRECISION_CHOICES
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    name: str
+    default: Any
+    description: str
+    choices: tuple | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    # read-only parameters shape the pipeline or the topics: they are fixed at start-up
+    read_only: bool = False
+
+    def validate(self, value: Any) -> str | None:
+        """None when ``value`` is acceptable, else the reason it is not."""
+        if isinstance(self.default, bool):
+            if not isinstance(value, bool):
+                return f"{self.name} must be true or false, got {value!r}"
+            return None
+        if isinstance(self.default, (int, float)) and not isinstance(self.default, bool):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                return f"{self.name} must be a number, got {value!r}"
+            if isinstance(self.default, int) and not isinstance(value, int):
+                return f"{self.name} must be an integer, got {value!r}"
+            if value != value:  # NaN
+                return f"{self.name} must not be NaN"
+            if self.minimum is not None and value < self.minimum:
+                return f"{self.name} must be >= {self.minimum}, got {value}"
+            if self.maximum is not None and value > self.maximum:
+                return f"{self.name} must be <= {self.maximum}, got {value}"
+            return None
+        if isinstance(self.default, str):
+            if not isinstance(value, str):
+                return f"{self.name} must be a string, got {value!r}"
+            if self.choices is not None and value not in self.choices:
+                return f"{self.name} must be one of {', '.join(self.choices)}, got {value!r}"
+        return None
+
+
+def _spec(*args: Any, **kwargs: Any) -> ParamSpec:
+    return ParamSpec(*args, **kwargs)
+
+
+PARAMETERS: tuple[ParamSpec, ...] = (
+    # ---- inputs
+    _spec(
+        "image_transport",
+        "raw",
+        "'raw' subscribes sensor_msgs/Image on 'image'; 'compressed' "
+        "subscribes sensor_msgs/CompressedImage on 'image/compressed'",
+        choices=("raw", "compressed"),
+        read_only=True,
+    ),
+    _spec(
+        "use_camera_info",
+        True,
+        "use intrinsics from 'camera_info' (until one arrives, or when false, "
+        "the official focal heuristic 5000/256*max(W,H) is used)",
+    ),
+    _spec(
+        "use_depth",
+        False,
+        "correct each hand's distance from an aligned depth image on 'depth' "
+        "(16UC1 millimetres or 32FC1 metres)",
+        read_only=True,
+    ),
+    _spec(
+        "depth_max_age",
+        0.05,
+        "largest |stamp difference| (s) between an image and the depth image used for it",
+        minimum=0.0,
+        maximum=1.0,
+    ),
+    _spec(
+        "use_external_boxes",
+        False,
+        "take hand boxes from 'hand_boxes' (wilor_msgs/HandDetectionArray, "
+        "paired by stamp) instead of running the detector",
+        read_only=True,
+    ),
+    # ---- models / runtime
+    _spec(
+        "model_dir",
+        "models",
+        "folder with the model files (relative names below are looked up in it)",
+        read_only=True,
+    ),
+    _spec("detector_file", "detector.onnx", "hand detector ONNX (wilor-ros export)", read_only=True),
+    _spec(
+        "checkpoint_file", "wilor_final.ckpt", "reconstructor checkpoint (pytorch backend)", read_only=True
+    ),
+    _spec("mano_file", "MANO_RIGHT.pkl", "MANO right-hand model (pytorch backend)", read_only=True),
+    _spec(
+        "reconstructor_onnx_file",
+        "wilor.onnx",
+        "reconstructor ONNX (onnxruntime/tensorrt backends)",
+        read_only=True,
+    ),
+    _spec("backend", "onnxruntime", "reconstructor runtime", choices=BACKEND_CHOICES, read_only=True),
+    _spec("device", "cpu", "'cpu', 'cuda' or 'cuda:N'", read_only=True),
+    _spec(
+        "precision",
+        "fp32",
+        "network precision (fp16/bf16 need a GPU)",
+        choices=PRECISION_CHOICES,
+        read_only=True,
+    ),
+    # ---- detection
+    _spec("detection_threshold", 0.3, "minimum detector confidence of a hand", minimum=0.0, maximum=1.0),
+    _spec(
+        "nms_iou_threshold",
+        0.5,
+        "IoU above which overlapping boxes of one side are suppressed",
+        minimum=0.01,
+        maximum=1.0,
+    ),
+    _spec("max_hands", 4, "most hands reconstructed per image (highest scores first)", minimum=1, maximum=32),
+    _spec(
+        "rescale_factor",
+        2.0,
+        "crop side = rescale_factor * box size (official demo 2.0, training 2.5)",
+        minimum=1.0,
+        maximum=4.0,
+    ),
+    # ---- outputs
+    _spec("frame_prefix", "", "prefix of every TF frame name, e.g. 'cam1/' -> 'cam1/right_hand_wrist'"),
+    _spec("publish_tf", True, "publish one TF frame per joint on /tf"),
+    _spec("publish_markers", True, "publish RViz markers on 'markers' (built only while subscribed)"),
+    _spec("publish_debug_image", True, "publish an overlay on 'debug_image' (built only while subscribed)"),
+    _spec(
+        "diagnostics_period",
+        1.0,
+        "seconds between /diagnostics messages and status log lines",
+        minimum=0.1,
+        maximum=60.0,
+    ),
+    _spec("warn_throttle", 5.0, "seconds between two warnings of the same kind", minimum=0.0, maximum=600.0),
+)
+
+PARAMETER_NAMES = tuple(spec.name for spec in PARAMETERS)
+BY_NAME = {spec.name: spec for spec in PARAMETERS}
