@@ -25,10 +25,12 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E
 from scipy.spatial.transform import Rotation  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 from tf2_msgs.msg import TFMessage  # noqa: E402
+from visualization_msgs.msg import MarkerArray  # noqa: E402
 
 from wilor_msgs.msg import HandMeshArray, MeshTopology  # noqa: E402
 from wilor_ros.core.constants import JOINT_NAMES, NUM_FACES, NUM_VERTICES  # noqa: E402
 from wilor_ros.core.types import Side  # noqa: E402
+from wilor_ros.ros.markers import MESH_ID, HandMarkerBuilder  # noqa: E402
 from wilor_ros.ros.messages import (  # noqa: E402
     estimates_to_array_msg,
     faces_from_topology_msg,
@@ -180,6 +182,20 @@ def test_mesh_topology_reaches_late_subscriber(session: Session) -> None:
         session.talker.destroy_publisher(pub)
     assert received[0].num_vertices == NUM_VERTICES
     assert np.array_equal(faces_from_topology_msg(received[0]), faces)
+
+
+def test_marker_array_with_shared_points_round_trip(session: Session) -> None:
+    """The mesh marker reuses one Point per vertex for every triangle corner: the received
+    triangle list must still hold every corner's own coordinates."""
+    rng = np.random.default_rng(9)
+    faces = rng.integers(0, NUM_VERTICES, (NUM_FACES, 3))
+    left = random_hand_estimate(rng, Side.LEFT, track_id=2)
+    sent = HandMarkerBuilder(faces).build([left], Header(frame_id="cam"))
+    got = publish_and_receive(session, MarkerArray, unique_topic("markers"), sent, 10)
+    mesh = next(m for m in got.markers if m.id == MESH_ID)
+    corners = np.array([[p.x, p.y, p.z] for p in mesh.points])
+    expected = left.vertices[faces[:, [0, 2, 1]].reshape(-1)].astype(np.float64)  # LEFT winding
+    assert np.array_equal(corners, expected)
 
 
 def test_mesh_topology_rejects_bad_faces() -> None:

@@ -8,7 +8,7 @@ Humble generator; both take these types without per-element Python checks):
 * unbounded arrays (``float32[] vertices``, ``uint32[] faces``) are stored as ``array.array``;
   an ``array.array`` of the right typecode ('f', 'I') is kept as is, and ``frombytes`` fills it
   from the numpy buffer in one copy. Any other value (list, ndarray) goes element by element
-  through Python, which is ~100x slower for 2334 vertex values.
+  through Python: measured 1 us with frombytes vs 0.17 ms for an ndarray of 2334 values.
 """
 
 from __future__ import annotations
