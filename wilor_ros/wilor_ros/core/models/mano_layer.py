@@ -1,0 +1,97 @@
+"""MANO layer as WiLoR uses it: smplx's MANOLayer driven by rotation matrices, 21 OpenPose-order joints.
+
+SPEC section 5 (official: wilor/models/mano_wrapper.py on top of smplx 0.1.28). The model data come in
+through smplx's ``data_struct`` argument, so smplx never opens a pickle itself (our loader,
+``wilor_ros.core.mano.load_mano``, reads the licensed file without chumpy). Buffer names match the
+official state_dict (``mano.*``), including the two WiLoR index buffers and smplx's own
+``vertex_joint_selector.extra_joints_idxs``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import smplx
+import torch
+
+from wilor_ros.core.constants import (
+    FINGERTIP_VERTEX_IDS,
+    MANO_PARENTS,
+    MANO_TO_OPENPOSE,
+    NUM_BETAS,
+    NUM_FACES,
+    NUM_HAND_JOINTS,
+    NUM_MANO_JOINTS,
+    NUM_VERTICES,
+)
+
+# smplx's MANO default (use_pca=True, 6 components): only sizes the unused hand_components buffer, which
+# must still have the checkpoint's shape (6 x 45).
+SMPLX_NUM_PCA_COMPS = 6
+NUM_POSE_BASIS = NUM_HAND_JOINTS * 9  # posedirs columns: (R - I) of 15 joints, 9 entries each
+# smplx MANO has 45 finger-pose PCA components (the number stored in the MANO file)
+MANO_FILE_PCA_COMPS = NUM_HAND_JOINTS * 3
+
+
+def placeholder_data_struct() -> SimpleNamespace:
+    """A zero-filled MANO ``data_struct`` with the real shapes and the real kinematic tree.
+
+    Used to build a model whose MANO buffers will all be overwritten (a checkpoint that carries
+    ``mano.*``, or a shape check on the meta device). Its mesh is degenerate: never run it as is.
+    """
+    kintree = np.zeros((2, NUM_MANO_JOINTS), dtype=np.int64)
+    kintree[0] = [p if p >= 0 else 0 for p in MANO_PARENTS]
+    kintree[1] = np.arange(NUM_MANO_JOINTS)
+    return SimpleNamespace(
+        f=np.zeros((NUM_FACES, 3), dtype=np.int64),
+        v_template=np.zeros((NUM_VERTICES, 3)),
+        shapedirs=np.zeros((NUM_VERTICES, 3, NUM_BETAS)),
+        posedirs=np.zeros((NUM_VERTICES, 3, NUM_POSE_BASIS)),
+        J_regressor=np.zeros((NUM_MANO_JOINTS, NUM_VERTICES)),
+        kintree_table=kintree,
+        weights=np.zeros((NUM_VERTICES, NUM_MANO_JOINTS)),
+        hands_components=np.zeros((MANO_FILE_PCA_COMPS, MANO_FILE_PCA_COMPS)),
+        hands_mean=np.zeros(MANO_FILE_PCA_COMPS),
+    )
+
+
+class ManoLayer(smplx.MANOLayer):
+    """Right-hand MANO on rotation matrices (pose2rot=False), no translation, nothing root-centred.
+
+    forward(global_orient B x 1 x 3 x 3, hand_pose B x 15 x 3 x 3, betas B x 10) ->
+    (vertices B x 778 x 3, joints B x 21 x 3), metres, MANO model frame; joints in OpenPose hand order
+    (16 skinned joints + fingertip vertices 744/320/443/554/671, re-ordered by ``joint_map``).
+    """
+
+    def __init__(self, data_struct: Any):
+        # smplx prints a warning to stdout for models with only 10 shape components (all MANO files):
+        # it is expected here, so keep it out of the user's console.
+        with contextlib.redirect_stdout(io.StringIO()):
+            super().__init__(
+                model_path="",  # unused: data_struct is given, smplx opens no file
+                data_struct=data_struct,
+                is_rhand=True,
+                use_pca=True,
+                num_pca_comps=SMPLX_NUM_PCA_COMPS,
+                flat_hand_mean=False,
+                num_betas=NUM_BETAS,
+                # the released model_config.yaml passes CREATE_BODY_POSE: False through to smplx; with
+                # the default smplx would add a body_pose parameter the checkpoint does not have
+                create_body_pose=False,
+            )
+        self.register_buffer("extra_joints_idxs", torch.tensor(FINGERTIP_VERTEX_IDS, dtype=torch.long))
+        self.register_buffer("joint_map", torch.tensor(MANO_TO_OPENPOSE, dtype=torch.long))
+
+    def forward(  # type: ignore[override]
+        self, global_orient: torch.Tensor, hand_pose: torch.Tensor, betas: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        out = super().forward(
+            betas=betas.float(), global_orient=global_orient.float(), hand_pose=hand_pose.float()
+        )
+        tips = torch.index_select(out.vertices, 1, self.extra_joints_idxs)
+        joints = torch.cat((out.joints, tips), dim=1)[:, self.joint_map, :]
+        return out.vertices, joints
