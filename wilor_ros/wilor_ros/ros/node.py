@@ -142,6 +142,7 @@ class HandReconstructionNode(Node):
         self._done_times: deque[float] = deque(maxlen=LATENCY_WINDOW)
         self.processed = 0
         self.skipped = 0
+        self.markers_built = 0  # MarkerArrays built (only while someone subscribes)
         self._warn_times: dict[str, float] = {}
 
         # ---- outputs
@@ -326,6 +327,12 @@ class HandReconstructionNode(Node):
                 "3D positions are approximate until camera_info arrives"
             )
         hands = self.pipeline.predict(rgb, intrinsics=intrinsics, boxes=boxes)
+        finite = [h for h in hands if np.all(np.isfinite(h.keypoints_3d)) and np.all(np.isfinite(h.vertices))]
+        if len(finite) != len(hands):
+            self.warn_throttled("nan", f"{len(hands) - len(finite)} hand(s) with non-finite output dropped")
+        hands = finite
+        for index, hand in enumerate(hands):
+            hand.track_id = index + 1  # distinct ids per image; stable ids need tracking
         if self._params["use_depth"] and hands:
             hands = self._apply_depth(hands, stamp, rgb.shape[:2])
         self._last_stamp = stamp
@@ -369,6 +376,7 @@ class HandReconstructionNode(Node):
             and self.markers_pub.get_subscription_count() > 0
         ):
             self.markers_pub.publish(self._marker_builder.build(hands, header))
+            self.markers_built += 1
         if self._params["publish_debug_image"] and self.debug_pub.get_subscription_count() > 0:
             from wilor_ros.core.overlay import draw_hands
 

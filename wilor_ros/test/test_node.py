@@ -1,0 +1,383 @@
+"""The node with real rclpy in-process, synthetic models and the real demo photos."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import psutil
+import pytest
+
+rclpy = pytest.importorskip("rclpy", reason="rclpy is not installed (run `make setup`)")
+
+from rclpy.context import Context  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from rclpy.qos import qos_profile_sensor_data  # noqa: E402
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image  # noqa: E402
+from std_msgs.msg import Header  # noqa: E402
+from tf2_msgs.msg import TFMessage  # noqa: E402
+from visualization_msgs.msg import MarkerArray  # noqa: E402
+
+from wilor_msgs.msg import HandDetection, HandDetectionArray, HandMeshArray  # noqa: E402
+from wilor_ros.core.model_files import MissingModelFilesError  # noqa: E402
+from wilor_ros.core.pipeline import HandPipeline  # noqa: E402
+from wilor_ros.ros.image_conversion import numpy_to_image, rgb_to_compressed  # noqa: E402
+from wilor_ros.ros.node import HandReconstructionNode  # noqa: E402
+from wilor_ros.ros.parameters import BY_NAME, PARAMETER_NAMES  # noqa: E402
+
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+FRAME_ID = "camera_color_optical_frame"
+
+
+@pytest.fixture(scope="module")
+def context():
+    ctx = Context()
+    # a private domain per test process keeps parallel runs on one machine apart
+    rclpy.init(context=ctx, domain_id=40 + os.getpid() % 150)
+    yield ctx
+    rclpy.shutdown(context=ctx)
+
+
+class Harness:
+    """A node under test plus a probe node that publishes inputs and records outputs."""
+
+    def __init__(self, context, node: HandReconstructionNode):
+        self.node = node
+        self.probe = rclpy.create_node("probe", context=context)
+        self.executor = SingleThreadedExecutor(context=context)
+        self.executor.add_node(node)
+        self.executor.add_node(self.probe)
+        self.hands: list[HandMeshArray] = []
+        self.tf: list[TFMessage] = []
+        self.probe.create_subscription(HandMeshArray, "hands", self.hands.append, 50)
+        self.probe.create_subscription(TFMessage, "/tf", self.tf.append, 100)
+        self.image_pub = self.probe.create_publisher(Image, "image", qos_profile_sensor_data)
+        self.compressed_pub = self.probe.create_publisher(CompressedImage, "image/compressed", qos_profile_sensor_data)
+        self.info_pub = self.probe.create_publisher(CameraInfo, "camera_info", qos_profile_sensor_data)
+        self.boxes_pub = self.probe.create_publisher(HandDetectionArray, "hand_boxes", 10)
+        self.spin_until(lambda: self.image_pub.get_subscription_count() > 0, 5.0)
+
+    def spin_until(self, condition, timeout: float) -> bool:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            self.executor.spin_once(timeout_sec=0.02)
+            if condition():
+                return True
+        return condition()
+
+    def header(self, stamp: float) -> Header:
+        header = Header(frame_id=FRAME_ID)
+        header.stamp.sec, header.stamp.nanosec = int(stamp), int(round((stamp % 1) * 1e9))
+        return header
+
+    def send_boxes(self, stamp: float, hands: list[dict]) -> None:
+        msg = HandDetectionArray(header=self.header(stamp))
+        for hand in hands:
+            side = HandDetection.LEFT if hand["side"] == "left" else HandDetection.RIGHT
+            msg.detections.append(HandDetection(box=np.asarray(hand["box_xyxy"], np.float32), side=side, score=1.0))
+        self.boxes_pub.publish(msg)
+
+    def send_image(self, rgb: np.ndarray, stamp: float, boxes: list[dict] | None = None) -> None:
+        if boxes is not None:
+            self.send_boxes(stamp, boxes)
+            self.spin_until(lambda: False, 0.05)  # let the boxes arrive before the image
+        self.image_pub.publish(numpy_to_image(rgb, "rgb8", self.header(stamp)))
+
+    def wait_hands(self, count: int, timeout: float = 20.0) -> bool:
+        return self.spin_until(lambda: len(self.hands) >= count, timeout)
+
+    def close(self) -> None:
+        self.executor.remove_node(self.node)
+        self.executor.remove_node(self.probe)
+        self.node.destroy_node()
+        self.probe.destroy_node()
+        self.executor.shutdown()
+
+
+def make_node(context, model_dir: Path, **params) -> HandReconstructionNode:
+    values = {"model_dir": str(model_dir), "use_external_boxes": True, "max_hands": 8, **params}
+    overrides = [Parameter(k, value=v) for k, v in values.items()]
+    return HandReconstructionNode(context=context, parameter_overrides=overrides)
+
+
+@pytest.fixture()
+def harness(context, synthetic_model_dir):
+    h = Harness(context, make_node(context, synthetic_model_dir))
+    yield h
+    h.close()
+
+
+def stamp_of(msg) -> float:
+    return msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+
+
+# ---------------------------------------------------------------------------- photos
+def test_demo_photos_produce_hands_tf_and_markers_only_while_subscribed(
+    context, synthetic_model_dir, reference_dir, demo_images_dir
+):
+    boxes = json.loads((reference_dir / "demo_boxes.json").read_text())
+    h = Harness(context, make_node(context, synthetic_model_dir))
+    try:
+        sent = []
+        for index, name in enumerate(sorted(boxes)[:4]):
+            rgb = cv2.cvtColor(cv2.imread(str(demo_images_dir / name)), cv2.COLOR_BGR2RGB)
+            stamp = 100.0 + index
+            h.send_image(rgb, stamp, boxes[name]["hands"])
+            assert h.wait_hands(index + 1), f"no HandMeshArray for {name}"
+            sent.append((stamp, min(len(boxes[name]["hands"]), 8)))
+        assert h.node.markers_built == 0, "markers were built although nobody subscribed"
+        for msg, (stamp, count) in zip(h.hands, sent):
+            assert stamp_of(msg) == pytest.approx(stamp, abs=1e-9)
+            assert msg.header.frame_id == FRAME_ID
+            assert len(msg.hands) == count
+            for hand in msg.hands:
+                assert stamp_of(hand) == pytest.approx(stamp, abs=1e-9)
+                assert len(hand.vertices) == 778 * 3
+                assert np.all(np.isfinite(np.asarray(hand.keypoints_3d)))
+        h.spin_until(lambda: sum(len(m.transforms) for m in h.tf) >= 21 * sum(c for _, c in sent), 5.0)
+        by_stamp: dict[float, list] = {}
+        for msg in h.tf:
+            for t in msg.transforms:
+                by_stamp.setdefault(round(stamp_of(t), 6), []).append(t)
+        for stamp, count in sent:
+            frames = by_stamp[round(stamp, 6)]
+            assert len(frames) == 21 * count
+            assert all(t.header.frame_id == FRAME_ID for t in frames)
+        assert any(t.child_frame_id == "right_hand_wrist" for t in h.tf[0].transforms + h.tf[1].transforms)
+
+        markers: list[MarkerArray] = []
+        h.probe.create_subscription(MarkerArray, "markers", markers.append, 10)
+        h.spin_until(lambda: h.node.markers_pub.get_subscription_count() > 0, 5.0)
+        name = sorted(boxes)[0]
+        rgb = cv2.cvtColor(cv2.imread(str(demo_images_dir / name)), cv2.COLOR_BGR2RGB)
+        h.send_image(rgb, 200.0, boxes[name]["hands"])
+        assert h.spin_until(lambda: len(markers) >= 1, 20.0), "no markers while subscribed"
+        assert h.node.markers_built >= 1
+        kinds = {m.type for m in markers[-1].markers}
+        assert {m.TRIANGLE_LIST, m.LINE_LIST, m.SPHERE_LIST, m.TEXT_VIEW_FACING} <= kinds
+    finally:
+        h.close()
+
+
+def test_left_and_right_hands_keep_their_sides(harness, reference_dir, demo_images_dir):
+    boxes = json.loads((reference_dir / "demo_boxes.json").read_text())
+    name = "test1.jpg"
+    rgb = cv2.cvtColor(cv2.imread(str(demo_images_dir / name)), cv2.COLOR_BGR2RGB)
+    harness.send_image(rgb, 10.0, boxes[name]["hands"])
+    assert harness.wait_hands(1)
+    sides = sorted(hand.side for hand in harness.hands[-1].hands)
+    expected = sorted(0 if b["side"] == "left" else 1 for b in boxes[name]["hands"])
+    assert sides == expected
+
+
+def test_empty_boxes_publish_empty_array(harness):
+    harness.send_image(np.zeros((120, 160, 3), np.uint8), 5.0, [])
+    assert harness.wait_hands(1)
+    assert len(harness.hands[-1].hands) == 0
+    assert stamp_of(harness.hands[-1]) == pytest.approx(5.0)
+
+
+# ---------------------------------------------------------------------------- bad input
+GOOD_BOX = [{"box_xyxy": [40.0, 30.0, 120.0, 110.0], "side": "right"}]
+
+
+def _good_frame(harness, stamp: float) -> None:
+    count = len(harness.hands)
+    harness.send_image(np.full((160, 200, 3), 90, np.uint8), stamp, GOOD_BOX)
+    assert harness.wait_hands(count + 1), "the node stopped processing good frames"
+    assert stamp_of(harness.hands[-1]) == pytest.approx(stamp)
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["unsupported_encoding", "step_mismatch", "zero_size", "size_mismatch"],
+)
+def test_bad_images_are_skipped_and_node_keeps_running(harness, case):
+    rgb = np.full((160, 200, 3), 90, np.uint8)
+    msg = numpy_to_image(rgb, "rgb8", harness.header(1.0))
+    if case == "unsupported_encoding":
+        msg.encoding = "bayer_rggb8"
+    elif case == "step_mismatch":
+        msg.step = 10  # smaller than a row
+    elif case == "zero_size":
+        msg.width, msg.height, msg.step, msg.data = 0, 0, 0, b""
+    elif case == "size_mismatch":
+        msg.data = bytes(msg.data)[:-7]
+    harness.send_boxes(1.0, GOOD_BOX)
+    harness.image_pub.publish(msg)
+    assert harness.spin_until(lambda: harness.node.skipped >= 1, 10.0)
+    assert not harness.hands
+    _good_frame(harness, 2.0)
+
+
+def test_corrupt_jpeg_is_skipped(context, synthetic_model_dir):
+    h = Harness(context, make_node(context, synthetic_model_dir, image_transport="compressed"))
+    try:
+        h.spin_until(lambda: h.compressed_pub.get_subscription_count() > 0, 5.0)
+        bad = CompressedImage(header=h.header(1.0), format="jpeg", data=b"\xff\xd8\xff\xe0 not a jpeg")
+        h.send_boxes(1.0, GOOD_BOX)
+        h.compressed_pub.publish(bad)
+        assert h.spin_until(lambda: h.node.skipped >= 1, 10.0)
+        h.send_boxes(2.0, GOOD_BOX)
+        h.spin_until(lambda: False, 0.05)
+        h.compressed_pub.publish(rgb_to_compressed(np.full((160, 200, 3), 90, np.uint8), "jpeg", h.header(2.0)))
+        assert h.wait_hands(1)
+    finally:
+        h.close()
+
+
+@pytest.mark.parametrize("k", [[np.nan, 0, 100, 0, 500, 80, 0, 0, 1], [0.0] * 9])
+def test_bad_intrinsics_are_ignored(harness, k):
+    harness.info_pub.publish(CameraInfo(header=harness.header(1.0), width=200, height=160, k=[float(v) for v in k]))
+    harness.spin_until(lambda: False, 0.2)
+    assert harness.node._intrinsics is None
+    _good_frame(harness, 3.0)
+    hand = harness.hands[-1].hands[0]
+    assert not hand.intrinsics_from_camera_info
+
+
+def test_camera_info_is_used(harness):
+    k = [400.0, 0.0, 90.0, 0.0, 410.0, 70.0, 0.0, 0.0, 1.0]
+    harness.info_pub.publish(CameraInfo(header=harness.header(1.0), width=200, height=160, k=k))
+    assert harness.spin_until(lambda: harness.node._intrinsics is not None, 5.0)
+    _good_frame(harness, 3.0)
+    hand = harness.hands[-1].hands[0]
+    assert hand.intrinsics_from_camera_info
+    np.testing.assert_allclose(np.asarray(hand.intrinsics), [400.0, 410.0, 90.0, 70.0])
+
+
+def test_out_of_order_stamps_are_skipped(harness):
+    _good_frame(harness, 10.0)
+    count = len(harness.hands)
+    harness.send_image(np.full((160, 200, 3), 90, np.uint8), 9.0, GOOD_BOX)
+    assert harness.spin_until(lambda: harness.node.skipped >= 1, 10.0)
+    assert len(harness.hands) == count
+    _good_frame(harness, 11.0)
+
+
+def test_missing_model_files_refuse_to_start(context, tmp_path):
+    with pytest.raises(MissingModelFilesError) as info:
+        make_node(context, tmp_path, use_external_boxes=False)
+    message = str(info.value)
+    for name in ("detector.onnx", "wilor.onnx"):
+        assert name in message
+    assert "licence" in message
+
+
+# ---------------------------------------------------------------------------- parameters
+def test_parameter_validation_rejects_bad_values(harness):
+    node = harness.node
+    bad = [
+        Parameter("detection_threshold", value=1.5),
+        Parameter("max_hands", value=0),
+        Parameter("publish_tf", value="yes"),
+    ]
+    for param in bad:
+        result = node.set_parameters([param])[0]
+        assert not result.successful and result.reason
+    assert not node.set_parameters([Parameter("backend", value="pytorch")])[0].successful  # read-only
+    assert node.set_parameters([Parameter("detection_threshold", value=0.5)])[0].successful
+    assert node.pipeline.config.detection_threshold == 0.5
+
+
+def test_default_yaml_matches_declared_parameters():
+    import yaml
+
+    data = yaml.safe_load((PACKAGE_DIR / "config" / "wilor.yaml").read_text())
+    params = data["/**"]["ros__parameters"]
+    assert set(params) == set(PARAMETER_NAMES)
+    for name, value in params.items():
+        assert value == BY_NAME[name].default, name
+
+
+def test_launch_file_passes_only_declared_parameters():
+    source = (PACKAGE_DIR / "launch" / "wilor.launch.py").read_text()
+    tree = ast.parse(source)
+    passed = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.keyword) and node.arg == "parameters":
+            for element in ast.walk(node.value):
+                if isinstance(element, ast.Dict):
+                    passed |= {k.value for k in element.keys if isinstance(k, ast.Constant)}
+    assert passed, "the launch file passes no parameter dict"
+    assert passed <= set(PARAMETER_NAMES), passed - set(PARAMETER_NAMES)
+
+
+def test_launch_description_builds_where_launch_ros_exists():
+    pytest.importorskip("launch_ros", reason="launch_ros has no PyPI wheel; runs inside a ROS 2 install")
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("wilor_launch", PACKAGE_DIR / "launch" / "wilor.launch.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    description = module.generate_launch_description()
+    assert description.entities
+
+
+# ---------------------------------------------------------------------------- load
+class SlowPipeline:
+    """Wraps a real pipeline and makes each prediction take at least ``period`` seconds."""
+
+    def __init__(self, pipeline: HandPipeline, period: float):
+        self._pipeline, self._period = pipeline, period
+
+    def __getattr__(self, name):
+        return getattr(self._pipeline, name)
+
+    def predict(self, *args, **kwargs):
+        start = time.monotonic()
+        out = self._pipeline.predict(*args, **kwargs)
+        time.sleep(max(0.0, self._period - (time.monotonic() - start)))
+        return out
+
+
+@pytest.mark.slow
+def test_load_60hz_into_10hz_pipeline_keeps_latency_and_memory_bounded(context, synthetic_model_dir):
+    overrides = [
+        Parameter(k, value=v)
+        for k, v in {"model_dir": str(synthetic_model_dir), "use_external_boxes": False, "diagnostics_period": 0.5}.items()
+    ]
+
+    def factory(config):
+        config.use_detector = False  # the synthetic detector finds nothing: time the reconstructor
+        return SlowPipeline(HandPipeline.from_config(config), 0.1)
+
+    node = HandReconstructionNode(context=context, parameter_overrides=overrides, pipeline_factory=factory)
+    h = Harness(context, node)
+    from diagnostic_msgs.msg import DiagnosticArray
+
+    diagnostics: list[DiagnosticArray] = []
+    h.probe.create_subscription(DiagnosticArray, "/diagnostics", diagnostics.append, 10)
+    process = psutil.Process()
+    frame = np.random.default_rng(0).integers(0, 255, (480, 640, 3), dtype=np.uint8)
+    rss = []
+    try:
+        start = time.monotonic()
+        sent = 0
+        while time.monotonic() - start < 10.0:
+            due = start + sent / 60.0
+            h.spin_until(lambda due=due: time.monotonic() >= due, 1.0)
+            stamp = h.node.get_clock().now().nanoseconds * 1e-9
+            h.image_pub.publish(numpy_to_image(frame, "rgb8", h.header(stamp)))
+            sent += 1
+            if sent % 60 == 0:
+                rss.append(process.memory_info().rss)
+        h.spin_until(lambda: False, 1.0)
+        stats = h.node.statistics()
+    finally:
+        h.close()
+    assert sent >= 500
+    assert stats["frames_dropped"] > 0.5 * sent, stats
+    assert 5.0 <= stats["processing_rate_hz"] <= 11.0, stats
+    # stamp-to-publish latency stays near one processing period, not growing with a queue
+    assert stats["latency_max_ms"] < 600.0, stats
+    assert len(h.hands) <= stats["frames_processed"] + 1
+    assert (rss[-1] - rss[2]) < 60e6, f"RSS grew {(rss[-1] - rss[2]) / 1e6:.1f} MB"
+    reported = {kv.key: float(kv.value) for kv in diagnostics[-1].status[0].values}
+    assert reported["frames_dropped"] > 0
