@@ -138,6 +138,13 @@ def _latin1_encode(text: str, encoding: str = "utf-8", errors: str = "strict") -
     return codecs.encode(text, "latin1", errors)
 
 
+def _bytes(*args: Any) -> bytes:
+    """``bytes()`` as Python 3 pickles an empty bytes object with protocol 2 (nothing else)."""
+    if args:
+        raise ValueError("pickle calls bytes() with arguments; only the empty bytes object is allowed")
+    return b""
+
+
 def _empty_object_new(cls: type, base: type, state: Any = None) -> Any:
     """``copy_reg._reconstructor`` (protocol 0/1 objects), limited to classes we already allow."""
     if base is not object or state is not None:
@@ -155,6 +162,8 @@ _ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
     ("numpy", "dtype"): np.dtype,
     ("_codecs", "encode"): _latin1_encode,
     ("__builtin__", "set"): set,
+    ("__builtin__", "bytes"): _bytes,
+    ("builtins", "bytes"): _bytes,
     ("builtins", "set"): set,
     ("__builtin__", "object"): object,
     ("builtins", "object"): object,
