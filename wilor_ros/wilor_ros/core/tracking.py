@@ -1,0 +1,354 @@
+"""Multi-hand tracking across frames: stable ids, side hysteresis, detector skipping.
+
+``HandTracker.update`` associates this frame's reconstructed hands with the living tracks by
+optimal assignment (Hungarian, ``scipy.optimize.linear_sum_assignment``) on the cost
+
+    cost = iou_weight * (1 - IoU(predicted box, box))
+         + distance_weight * |predicted wrist - wrist| / max_wrist_distance_m
+         + side_weight * [side differs from the track's side]
+
+where a track's box and 3D wrist are predicted to the frame's stamp with a constant-velocity
+model. A pair whose predicted wrist is further than ``max_wrist_distance_m`` (or whose IoU is
+below ``min_iou``) is never matched. The 3D wrist term is what separates two hands whose image
+boxes overlap while they cross; the side term breaks the remaining ties.
+
+Track life cycle:
+* birth: a new hand opens a tentative track; it is confirmed (gets the next id, published)
+  after ``min_hits`` consecutive matched frames. Ids start at 1 and are never reused.
+* death: a tentative track dies at its first miss; a confirmed one after more than
+  ``max_missed_frames`` missed frames or ``max_missed_s`` seconds without a match.
+* side: a track's published side flips only after ``side_flip_frames`` consecutive frames that
+  all disagree with it, so one misclassified frame never flips it. When the published side
+  differs from the estimate's, the estimate is relabelled and ``extras["detected_side"]`` keeps
+  the detector's side. NOTE: its mesh was reconstructed (mirrored) for the detected side; the
+  next frame is right when the pipeline runs from ``predict_boxes`` (which carry the track side).
+
+Detector skipping (MediaPipe-style): ``predict_boxes`` gives the next-frame box of each
+confident track from its last 2D keypoints (their bounding box plus a margin, moved with the
+keypoints' constant-velocity estimate); ``should_redetect`` says when the detector must run
+again (periodically, when a track was lost, or when a track looks unreliable). New hands are
+only found on detector frames.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from wilor_ros.core.types import HandDetection, HandEstimate, Side
+
+_INFEASIBLE = 1e6  # cost of a gated-out pair; any real cost is a few units at most
+
+
+@dataclass
+class TrackerConfig:
+    """Tracking parameters (see the module docstring for the cost and the life cycle)."""
+
+    # ---- association cost and gates
+    iou_weight: float = 1.0
+    distance_weight: float = 1.0
+    side_weight: float = 0.5
+    max_wrist_distance_m: float = 0.15  # gate on the predicted 3D wrist (hands move < 5 m/s)
+    min_iou: float = 0.0  # gate on the predicted box; 0 disables it (the 3D gate is stronger)
+    # weight of the newest frame in the velocity estimates (exponential smoothing, in (0, 1])
+    velocity_smoothing: float = 0.5
+    max_prediction_s: float = 0.2  # constant-velocity extrapolation is capped to this horizon
+    # ---- birth / death
+    min_hits: int = 3  # matched frames before a track is confirmed and published
+    max_missed_frames: int = 5  # a confirmed track dies after more missed frames than this
+    max_missed_s: float = 0.5  # ... or after this long without a match
+    # ---- side hysteresis
+    side_flip_frames: int = 3  # consecutive disagreeing frames needed to flip a track's side
+    # ---- predicted boxes and re-detection
+    box_margin: float = 0.2  # added on each side of the 2D keypoint box, fraction of its size
+    min_box_size_px: float = 24.0  # predicted boxes are at least this wide and tall
+    score_smoothing: float = 0.3  # weight of the newest score in a track's confidence
+    min_track_score: float = 0.5  # below this confidence a track needs the detector
+    min_keypoint_spread_px: float = 12.0  # a smaller 2D keypoint box means a dubious hand
+    redetect_every_n_frames: int = 10  # run the detector at least every N frames
+
+    def __post_init__(self) -> None:
+        for name in ("iou_weight", "distance_weight", "side_weight", "min_iou", "box_margin"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"tracker.{name} must be >= 0, got {value}")
+        for name in ("max_wrist_distance_m", "max_prediction_s", "max_missed_s", "min_box_size_px"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"tracker.{name} must be > 0, got {value}")
+        for name in ("velocity_smoothing", "score_smoothing"):
+            value = getattr(self, name)
+            if not 0 < value <= 1:
+                raise ValueError(f"tracker.{name} must be in (0, 1], got {value}")
+        for name in ("min_hits", "side_flip_frames", "redetect_every_n_frames"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"tracker.{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_missed_frames < 0:
+            raise ValueError(f"tracker.max_missed_frames must be >= 0, got {self.max_missed_frames}")
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of XYXY boxes: a is A x 4, b is B x 4; returns A x B."""
+    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
+    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+
+
+def keypoint_box(keypoints_2d: np.ndarray, margin: float, min_size: float) -> np.ndarray:
+    """(4,) XYXY box around 21 x 2 pixel keypoints, grown by ``margin`` x its size on each side
+    (keypoints lie inside the hand: the skin and palm edge stick out) and at least
+    ``min_size`` wide and tall."""
+    kp = np.asarray(keypoints_2d, dtype=np.float64).reshape(-1, 2)
+    lo, hi = kp.min(axis=0), kp.max(axis=0)
+    center = 0.5 * (lo + hi)
+    size = np.maximum((hi - lo) * (1.0 + 2.0 * margin), min_size)
+    return np.concatenate([center - 0.5 * size, center + 0.5 * size])
+
+
+@dataclass
+class _Track:
+    wrist: np.ndarray  # (3,) metres
+    center_2d: np.ndarray  # (2,) pixels, centroid of the 2D keypoints
+    box: np.ndarray  # (4,) the last estimate's box
+    last_stamp: float
+    side: Side
+    score: float
+    estimate: HandEstimate
+    track_id: int = 0  # 0 while tentative
+    hits: int = 1
+    missed: int = 0
+    side_disagreements: int = 0
+    wrist_velocity: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    center_velocity: np.ndarray = field(default_factory=lambda: np.zeros(2))
+
+    @property
+    def confirmed(self) -> bool:
+        return self.track_id > 0
+
+    def horizon(self, stamp: float, cap: float) -> float:
+        return float(np.clip(stamp - self.last_stamp, 0.0, cap))
+
+    def predicted_wrist(self, stamp: float, cap: float) -> np.ndarray:
+        return self.wrist + self.wrist_velocity * self.horizon(stamp, cap)
+
+    def predicted_box(self, stamp: float, cap: float) -> np.ndarray:
+        shift = self.center_velocity * self.horizon(stamp, cap)
+        return self.box + np.concatenate([shift, shift])
+
+
+class HandTracker:
+    """Frame-to-frame association of ``HandEstimate``s with stable ids (see module docstring)."""
+
+    def __init__(self, config: TrackerConfig | None = None) -> None:
+        self.config = config or TrackerConfig()
+        self._tracks: list[_Track] = []
+        self._next_id = 1
+        self._last_stamp: float | None = None
+        self._frames_since_detection: int | None = None  # None: the detector never ran
+        self._lost_since_detection = False
+        self.redetect_reason = ""  # why the latest should_redetect() answered True
+
+    # ---------------------------------------------------------------- state
+    @property
+    def active_track_ids(self) -> list[int]:
+        """Ids of the confirmed living tracks (give them to ``HandFilter.retain``)."""
+        return sorted(t.track_id for t in self._tracks if t.confirmed)
+
+    def reset(self) -> None:
+        """Drop every track (ids keep counting up: an id is never reused)."""
+        self._tracks.clear()
+        self._last_stamp = None
+        self._frames_since_detection = None
+        self._lost_since_detection = False
+
+    # ---------------------------------------------------------------- association
+    def _cost_matrix(self, estimates: list[HandEstimate], stamp: float) -> np.ndarray:
+        cfg = self.config
+        cap = cfg.max_prediction_s
+        cost = np.full((len(self._tracks), len(estimates)), _INFEASIBLE)
+        if not self._tracks or not estimates:
+            return cost
+        boxes = np.stack([np.asarray(e.box, dtype=np.float64) for e in estimates])
+        wrists = np.stack([np.asarray(e.wrist_position, dtype=np.float64) for e in estimates])
+        sides = np.array([int(e.side) for e in estimates])
+        pred_boxes = np.stack([t.predicted_box(stamp, cap) for t in self._tracks])
+        pred_wrists = np.stack([t.predicted_wrist(stamp, cap) for t in self._tracks])
+        iou = box_iou(pred_boxes, boxes)
+        distance = np.linalg.norm(pred_wrists[:, None, :] - wrists[None, :, :], axis=-1)
+        side_mismatch = np.array([int(t.side) for t in self._tracks])[:, None] != sides[None, :]
+        value = (
+            cfg.iou_weight * (1.0 - iou)
+            + cfg.distance_weight * distance / cfg.max_wrist_distance_m
+            + cfg.side_weight * side_mismatch
+        )
+        feasible = (distance <= cfg.max_wrist_distance_m) & (iou >= cfg.min_iou)
+        cost[feasible] = value[feasible]
+        return cost
+
+    def update(
+        self, estimates: list[HandEstimate], stamp: float, from_detector: bool = True
+    ) -> list[HandEstimate]:
+        """Associate one frame's estimates (taken at ``stamp`` seconds) with the tracks.
+
+        from_detector: False when the frame was processed from ``predict_boxes`` (the
+        detector did not run); it drives ``should_redetect``.
+        Returns copies of the estimates of confirmed tracks, in input order, with
+        ``track_id`` set and ``side`` possibly corrected (``extras["detected_side"]`` keeps the
+        estimate's own side). Tentative hands are not returned.
+        """
+        if not math.isfinite(stamp):
+            raise ValueError(f"tracker stamps must be finite seconds, got {stamp}")
+        if self._last_stamp is not None and stamp < self._last_stamp:
+            self.reset()  # time went backwards (bag loop, sim reset): start over, new ids
+        self._last_stamp = stamp
+        self._frames_since_detection = (
+            0
+            if from_detector
+            else (None if self._frames_since_detection is None else self._frames_since_detection + 1)
+        )
+        if from_detector:
+            self._lost_since_detection = False
+
+        cost = self._cost_matrix(estimates, stamp)
+        rows, cols = linear_sum_assignment(cost) if cost.size else (np.empty(0, int), np.empty(0, int))
+        matches = {int(c): int(r) for r, c in zip(rows, cols) if cost[r, c] < _INFEASIBLE}
+        matched_tracks = set(matches.values())
+
+        survivors: list[_Track] = []
+        for index, track in enumerate(self._tracks):
+            if index in matched_tracks:
+                survivors.append(track)
+                continue
+            track.missed += 1
+            gone = (
+                not track.confirmed
+                or track.missed > self.config.max_missed_frames
+                or stamp - track.last_stamp > self.config.max_missed_s
+            )
+            if track.confirmed:
+                self._lost_since_detection = True
+            if not gone:
+                survivors.append(track)
+
+        results: list[HandEstimate] = []
+        for est_index, estimate in enumerate(estimates):
+            if est_index in matches:
+                track = self._tracks[matches[est_index]]
+                self._update_track(track, estimate, stamp)
+            else:
+                track = self._new_track(estimate, stamp)
+                survivors.append(track)
+            if not track.confirmed and track.hits >= self.config.min_hits:
+                track.track_id = self._next_id
+                self._next_id += 1
+            if track.confirmed:
+                results.append(self._publish(track, estimate))
+        self._tracks = survivors
+        return results
+
+    def _new_track(self, estimate: HandEstimate, stamp: float) -> _Track:
+        kp = np.asarray(estimate.keypoints_2d, dtype=np.float64)
+        return _Track(
+            wrist=np.asarray(estimate.wrist_position, dtype=np.float64).copy(),
+            center_2d=kp.mean(axis=0),
+            box=np.asarray(estimate.box, dtype=np.float64).copy(),
+            last_stamp=stamp,
+            side=Side.parse(estimate.side),
+            score=float(estimate.score),
+            estimate=estimate,
+        )
+
+    def _update_track(self, track: _Track, estimate: HandEstimate, stamp: float) -> None:
+        cfg = self.config
+        wrist = np.asarray(estimate.wrist_position, dtype=np.float64)
+        center = np.asarray(estimate.keypoints_2d, dtype=np.float64).mean(axis=0)
+        dt = stamp - track.last_stamp
+        if dt > 0:
+            # the first velocity sample replaces the zero prior instead of being averaged in
+            weight = 1.0 if track.hits == 1 else cfg.velocity_smoothing
+            track.wrist_velocity += weight * ((wrist - track.wrist) / dt - track.wrist_velocity)
+            track.center_velocity += weight * ((center - track.center_2d) / dt - track.center_velocity)
+        track.wrist, track.center_2d = wrist.copy(), center
+        track.box = np.asarray(estimate.box, dtype=np.float64).copy()
+        track.last_stamp = stamp
+        track.hits += 1
+        track.missed = 0
+        track.score += cfg.score_smoothing * (float(estimate.score) - track.score)
+        track.estimate = estimate
+        if Side.parse(estimate.side) == track.side:
+            track.side_disagreements = 0
+        else:
+            track.side_disagreements += 1
+            if track.side_disagreements >= cfg.side_flip_frames:
+                track.side = Side.parse(estimate.side)
+                track.side_disagreements = 0
+
+    @staticmethod
+    def _publish(track: _Track, estimate: HandEstimate) -> HandEstimate:
+        extras = dict(estimate.extras)
+        extras["detected_side"] = Side.parse(estimate.side)
+        return dataclasses.replace(estimate, track_id=track.track_id, side=track.side, extras=extras)
+
+    # ---------------------------------------------------------------- detector skipping
+    def _confident(self, track: _Track) -> bool:
+        return track.confirmed and track.missed == 0 and track.score >= self.config.min_track_score
+
+    @staticmethod
+    def _spread(track: _Track) -> float:
+        kp = np.asarray(track.estimate.keypoints_2d, dtype=np.float64)
+        return float(np.min(kp.max(axis=0) - kp.min(axis=0)))
+
+    def predict_boxes(self, stamp: float) -> list[HandDetection]:
+        """Boxes where the confident tracks' hands should be at ``stamp`` (for the pipeline to
+        skip the detector): the 2D keypoint box of each track's last estimate, grown by
+        ``box_margin`` and moved by the keypoints' velocity over the (capped) time gap. The
+        detections carry the track's (hysteresis) side and smoothed confidence."""
+        cfg = self.config
+        out = []
+        for track in self._tracks:
+            if not self._confident(track):
+                continue
+            box = keypoint_box(track.estimate.keypoints_2d, cfg.box_margin, cfg.min_box_size_px)
+            shift = track.center_velocity * track.horizon(stamp, cfg.max_prediction_s)
+            out.append(HandDetection(box + np.concatenate([shift, shift]), track.side, float(track.score)))
+        return out
+
+    def should_redetect(self, stamp: float | None = None) -> bool:
+        """Whether the next frame needs the detector rather than ``predict_boxes``.
+
+        True when: the detector never ran; no confident track is left; the detector last ran
+        ``redetect_every_n_frames`` frames ago; a confirmed track went unmatched since the last
+        detector frame; or a confident track's confidence or 2D keypoint spread is too low.
+        ``redetect_reason`` tells which. ``stamp`` is accepted for symmetry with
+        ``predict_boxes``; the schedule counts frames.
+        """
+        del stamp  # the rules are frame based
+        cfg = self.config
+        confident = [t for t in self._tracks if self._confident(t)]
+        reason = ""
+        if self._frames_since_detection is None:
+            reason = "detector never ran"
+        elif not confident:
+            reason = "no confident track"
+        elif self._frames_since_detection + 1 >= cfg.redetect_every_n_frames:
+            reason = f"periodic (every {cfg.redetect_every_n_frames} frames)"
+        elif self._lost_since_detection:
+            reason = "a track was lost"
+        elif any(self._spread(t) < cfg.min_keypoint_spread_px for t in confident):
+            reason = "keypoint spread too small"
+        elif any(t.score < cfg.min_track_score for t in self._tracks if t.confirmed and t.missed == 0):
+            reason = "low confidence"
+        self.redetect_reason = reason
+        return bool(reason)
