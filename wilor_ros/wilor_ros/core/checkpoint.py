@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import importlib.metadata
 import logging
 import os
 import pathlib
@@ -233,8 +234,12 @@ def read_checkpoint(path: str | os.PathLike[str]) -> CheckpointContents:
         raise FileNotFoundError(f"reconstructor checkpoint not found: {path}")
     try:
         raw = _torch_load(path)
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile) as exc:
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({exc})") from exc
+    except CheckpointError:
+        raise
+    except Exception as exc:  # unpickling a corrupt or foreign file can fail with any exception type
+        raise CheckpointError(
+            f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}: {exc})"
+        ) from exc
     if not isinstance(raw, dict):
         raise CheckpointError(f"{path}: expected a dict checkpoint, found {type(raw).__name__}")
     if STATE_DICT_KEY in raw and isinstance(raw[STATE_DICT_KEY], dict):
@@ -323,13 +328,18 @@ def _materialise_leftovers(model: WiLoR) -> None:
         raise RuntimeError(f"internal error: entries left unloaded after checkpoint loading: {left}")
 
 
+def _package_version() -> str:
+    try:
+        return importlib.metadata.version("wilor_ros")
+    except importlib.metadata.PackageNotFoundError:  # running from a source tree that is not installed
+        return "unknown"
+
+
 def project_metadata(config: ReconstructorConfig, synthetic: bool, **extra: Any) -> dict[str, Any]:
     """The ``ckpt["wilor_ros"]`` entry: plain types only, so weights_only loading accepts it."""
-    from wilor_ros import __version__
-
     return {
         "format_version": CHECKPOINT_FORMAT_VERSION,
-        "package_version": __version__,
+        "package_version": _package_version(),
         "config": asdict(config),
         "synthetic": bool(synthetic),
         **extra,
