@@ -10,7 +10,7 @@ setup:
 	@bash scripts/setup.sh
 
 demo: setup
-	@$(PY) -m wilor_ros.tools.cli demo-main
+	@$(VENV)/bin/wilor-ros demo-main
 
 lint: setup
 	@$(VENV)/bin/ruff check .

@@ -128,7 +128,10 @@ done
 
 # ---------------------------------------------------------------- wilor_ros
 log "installing wilor_ros (editable)"
-"${PIP[@]}" install -q --no-deps --no-build-isolation -e "$ROOT/wilor_ros" >/dev/null
+# compat mode = a .pth path entry: a regular package found through it wins over the
+# namespace package Python would otherwise make of the ament folder wilor_ros/ in the repo root
+"${PIP[@]}" install -q --no-deps --no-build-isolation --config-settings editable_mode=compat \
+  -e "$ROOT/wilor_ros" >"$BUILD/pip-editable.log" 2>&1 || { cat "$BUILD/pip-editable.log" >&2; die "installing wilor_ros failed"; }
 
 env_works || die "the environment does not import (run: $VENV/bin/python -c 'import rclpy, wilor_msgs.msg, wilor_ros')"
 echo "$HASH" >"$STAMP"

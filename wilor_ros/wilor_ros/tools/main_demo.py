@@ -29,7 +29,7 @@ def reference_dir() -> Path:
     return Path(os.environ.get("WILOR_REFERENCE", REPO_ROOT.parent / "shared" / "reference"))
 
 
-def render_sample_images(folder: Path, count: int = 3, seed: int = 0) -> Path:
+def render_sample_images(folder: Path, mano_path: Path, count: int = 3, seed: int = 0) -> Path:
     """Render images of the synthetic hand (when no real photos are available) and write a
     boxes file for them; returns the boxes file."""
     import cv2
@@ -40,10 +40,16 @@ def render_sample_images(folder: Path, count: int = 3, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
     boxes = {}
     for index in range(count):
-        sample = render_synthetic_hand_image(seed=int(rng.integers(1 << 31)))
+        side = "right" if index % 2 == 0 else "left"
+        sample = render_synthetic_hand_image(
+            mano_path,
+            hand_pose=rng.normal(0.0, 0.15, (15, 3)),
+            side=side,
+            depth=float(rng.uniform(0.35, 0.6)),
+        )
         name = f"synthetic_hand_{index}.png"
         cv2.imwrite(str(folder / name), cv2.cvtColor(sample.image, cv2.COLOR_RGB2BGR))
-        boxes[name] = {"hands": [{"box_xyxy": [float(v) for v in sample.box], "side": "right"}]}
+        boxes[name] = {"hands": [{"box_xyxy": [float(v) for v in sample.box], "side": side}]}
     boxes_file = folder / "boxes.json"
     boxes_file.write_text(json.dumps(boxes, indent=1))
     return boxes_file
@@ -73,12 +79,14 @@ def run_main_demo(model_dir: Path, out_dir: Path) -> int:
         from wilor_ros.tools.model_export import export_all
 
         export_all(model_dir)
-        config = PipelineConfig(models=ModelPaths(model_dir=str(model_dir)), backend="onnxruntime")
+        config = PipelineConfig(
+            models=ModelPaths(model_dir=str(model_dir)), backend="onnxruntime", max_hands=8
+        )
         boxes_file = None
         if photos.is_dir():
             inputs = [str(photos)]
         else:
-            boxes_file = render_sample_images(out_dir / "inputs")
+            boxes_file = render_sample_images(out_dir / "inputs", model_dir / MANO_RIGHT.default_name)
             inputs = [str(out_dir / "inputs")]
     else:
         from wilor_ros.tools.synthetic_models import make_synthetic_models
@@ -89,14 +97,17 @@ def run_main_demo(model_dir: Path, out_dir: Path) -> int:
         )
         make_synthetic_models(synthetic_dir, detector=False)
         config = PipelineConfig(
-            models=ModelPaths(model_dir=str(synthetic_dir)), backend="onnxruntime", use_detector=False
+            models=ModelPaths(model_dir=str(synthetic_dir)),
+            backend="onnxruntime",
+            use_detector=False,
+            max_hands=8,
         )
         if photos.is_dir() and (kit / "demo_boxes.json").is_file():
             print(f"Boxes come from {kit / 'demo_boxes.json'} (a synthetic detector finds nothing).")
             inputs, boxes_file = [str(photos)], kit / "demo_boxes.json"
         else:
             print(f"No demo photos at {photos}: rendering images of the synthetic hand instead.")
-            boxes_file = render_sample_images(out_dir / "inputs")
+            boxes_file = render_sample_images(out_dir / "inputs", synthetic_dir / MANO_RIGHT.default_name)
             inputs = [str(out_dir / "inputs")]
 
     pipeline = HandPipeline.from_config(config)
@@ -119,4 +130,8 @@ def _print_summary(results: dict, out_dir: Path) -> None:
         depths = " ".join(f"{h['keypoints_3d_m'][0][2]:.2f}" for h in hands)
         table.add_row(name, str(len(hands)), sides, depths)
     Console().print(table)
+    print(
+        "Depths use the official focal heuristic (5000/256 * max(W, H)) unless camera intrinsics are "
+        "given: they are metric only with the real camera (the node uses camera_info)."
+    )
     print(f"overlays, .obj meshes and results.json written to {out_dir}")
