@@ -22,7 +22,7 @@ from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 from tf2_msgs.msg import TFMessage  # noqa: E402
-from visualization_msgs.msg import MarkerArray  # noqa: E402
+from visualization_msgs.msg import Marker, MarkerArray  # noqa: E402
 
 from wilor_msgs.msg import HandDetection, HandDetectionArray, HandMeshArray  # noqa: E402
 from wilor_ros.core.model_files import MissingModelFilesError  # noqa: E402
@@ -58,7 +58,9 @@ class Harness:
         self.probe.create_subscription(HandMeshArray, "hands", self.hands.append, 50)
         self.probe.create_subscription(TFMessage, "/tf", self.tf.append, 100)
         self.image_pub = self.probe.create_publisher(Image, "image", qos_profile_sensor_data)
-        self.compressed_pub = self.probe.create_publisher(CompressedImage, "image/compressed", qos_profile_sensor_data)
+        self.compressed_pub = self.probe.create_publisher(
+            CompressedImage, "image/compressed", qos_profile_sensor_data
+        )
         self.info_pub = self.probe.create_publisher(CameraInfo, "camera_info", qos_profile_sensor_data)
         self.boxes_pub = self.probe.create_publisher(HandDetectionArray, "hand_boxes", 10)
         self.spin_until(lambda: self.image_pub.get_subscription_count() > 0, 5.0)
@@ -73,14 +75,16 @@ class Harness:
 
     def header(self, stamp: float) -> Header:
         header = Header(frame_id=FRAME_ID)
-        header.stamp.sec, header.stamp.nanosec = int(stamp), int(round((stamp % 1) * 1e9))
+        header.stamp.sec, header.stamp.nanosec = int(stamp), round((stamp % 1) * 1e9)
         return header
 
     def send_boxes(self, stamp: float, hands: list[dict]) -> None:
         msg = HandDetectionArray(header=self.header(stamp))
         for hand in hands:
             side = HandDetection.LEFT if hand["side"] == "left" else HandDetection.RIGHT
-            msg.detections.append(HandDetection(box=np.asarray(hand["box_xyxy"], np.float32), side=side, score=1.0))
+            msg.detections.append(
+                HandDetection(box=np.asarray(hand["box_xyxy"], np.float32), side=side, score=1.0)
+            )
         self.boxes_pub.publish(msg)
 
     def send_image(self, rgb: np.ndarray, stamp: float, boxes: list[dict] | None = None) -> None:
@@ -160,7 +164,7 @@ def test_demo_photos_produce_hands_tf_and_markers_only_while_subscribed(
         assert h.spin_until(lambda: len(markers) >= 1, 20.0), "no markers while subscribed"
         assert h.node.markers_built >= 1
         kinds = {m.type for m in markers[-1].markers}
-        assert {m.TRIANGLE_LIST, m.LINE_LIST, m.SPHERE_LIST, m.TEXT_VIEW_FACING} <= kinds
+        assert {Marker.TRIANGLE_LIST, Marker.LINE_LIST, Marker.SPHERE_LIST, Marker.TEXT_VIEW_FACING} <= kinds
     finally:
         h.close()
 
@@ -226,7 +230,9 @@ def test_corrupt_jpeg_is_skipped(context, synthetic_model_dir):
         assert h.spin_until(lambda: h.node.skipped >= 1, 10.0)
         h.send_boxes(2.0, GOOD_BOX)
         h.spin_until(lambda: False, 0.05)
-        h.compressed_pub.publish(rgb_to_compressed(np.full((160, 200, 3), 90, np.uint8), "jpeg", h.header(2.0)))
+        h.compressed_pub.publish(
+            rgb_to_compressed(np.full((160, 200, 3), 90, np.uint8), "jpeg", h.header(2.0))
+        )
         assert h.wait_hands(1)
     finally:
         h.close()
@@ -234,7 +240,9 @@ def test_corrupt_jpeg_is_skipped(context, synthetic_model_dir):
 
 @pytest.mark.parametrize("k", [[np.nan, 0, 100, 0, 500, 80, 0, 0, 1], [0.0] * 9])
 def test_bad_intrinsics_are_ignored(harness, k):
-    harness.info_pub.publish(CameraInfo(header=harness.header(1.0), width=200, height=160, k=[float(v) for v in k]))
+    harness.info_pub.publish(
+        CameraInfo(header=harness.header(1.0), width=200, height=160, k=[float(v) for v in k])
+    )
     harness.spin_until(lambda: False, 0.2)
     assert harness.node._intrinsics is None
     _good_frame(harness, 3.0)
@@ -341,7 +349,11 @@ class SlowPipeline:
 def test_load_60hz_into_10hz_pipeline_keeps_latency_and_memory_bounded(context, synthetic_model_dir):
     overrides = [
         Parameter(k, value=v)
-        for k, v in {"model_dir": str(synthetic_model_dir), "use_external_boxes": False, "diagnostics_period": 0.5}.items()
+        for k, v in {
+            "model_dir": str(synthetic_model_dir),
+            "use_external_boxes": False,
+            "diagnostics_period": 0.5,
+        }.items()
     ]
 
     def factory(config):
@@ -372,6 +384,7 @@ def test_load_60hz_into_10hz_pipeline_keeps_latency_and_memory_bounded(context, 
         stats = h.node.statistics()
     finally:
         h.close()
+    print(f"load test: sent {sent} frames, stats {stats}, RSS MB {[round(r / 1e6) for r in rss]}")
     assert sent >= 500
     assert stats["frames_dropped"] > 0.5 * sent, stats
     assert 5.0 <= stats["processing_rate_hz"] <= 11.0, stats
