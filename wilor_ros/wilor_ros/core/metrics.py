@@ -26,7 +26,9 @@ Temporal metrics (for sequences, T frames):
   alignment: what a robot following the output would be off by.
 * lag: the time shift maximising the cross-correlation of the velocities of an output and a
   reference (both resampled on a uniform grid); for a constant-speed ramp, where velocities are
-  flat and correlation is undefined, ``ramp_lag`` measures the shift directly.
+  flat and correlation is undefined, ``ramp_lag`` measures the shift directly. Differencing
+  amplifies noise: on raw, noisy outputs the velocity correlation is weak (see
+  ``LagEstimate.correlation``) and the estimate is only good to about one frame.
 """
 
 from __future__ import annotations
