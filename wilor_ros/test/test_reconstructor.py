@@ -158,12 +158,20 @@ def test_golden_small_through_loader(small_ckpt: Path, mano_pkl: Path, golden: d
     _assert_matches_golden(out, golden, sorted(k for k in golden if k.startswith("out/")))
 
 
-def test_checkpoint_without_mano_uses_mano_file(
+def test_checkpoint_with_inference_entries_only(
     tmp_path: Path, golden_state: dict, mano_pkl: Path, golden: dict[str, np.ndarray]
 ) -> None:
-    state = {k: v for k, v in golden_state.items() if not k.startswith("mano.")}
+    """No mano.* (taken from the MANO file), no discriminator, flag or BN counters (defaults)."""
+    state = {
+        k: v
+        for k, v in golden_state.items()
+        if not k.startswith(("mano.", "discriminator.")) and k != "initialized" and "num_batches" not in k
+    }
     path = write_checkpoint(tmp_path / "no_mano.ckpt", state, ReconstructorConfig.small(), synthetic=False)
     model = load_reconstructor(path, mano_pkl)
+    assert not any(t.is_meta for t in model.state_dict().values())
+    assert torch.equal(model.mano.v_template, golden_state["mano.v_template"])
+    assert model.discriminator(torch.eye(3).expand(2, 15, 3, 3), torch.zeros(2, 10)).shape == (2, 17)
     with torch.no_grad():
         out = model(torch.from_numpy(golden["in/img"][:1]))
     np.testing.assert_allclose(out["pred_vertices"].numpy(), golden["out/pred_vertices"][:1], atol=ATOL)
