@@ -113,8 +113,26 @@ def run_main_demo(model_dir: Path, out_dir: Path) -> int:
     pipeline = HandPipeline.from_config(config)
     boxes = load_boxes_file(boxes_file) if boxes_file else None
     results = run_demo(pipeline, inputs, out_dir, boxes=boxes, save_obj=True)
+    pipeline.close()
     _print_summary(results, out_dir)
+    _node_demo(config, inputs, boxes, out_dir / "node")
     return 0
+
+
+def _node_demo(config: PipelineConfig, inputs: list[str], boxes, out_dir: Path) -> None:
+    """The same images through the ROS 2 node, in-process."""
+    try:
+        from wilor_ros.tools.node_demo import print_node_rows, run_node_demo
+    except ImportError as exc:  # no rclpy / messages: the ROS part cannot run here
+        print(f"skipping the ROS 2 node demo: {exc}")
+        return
+    from wilor_ros.tools.demo import IMAGE_SUFFIXES
+
+    images = sorted(p for p in Path(inputs[0]).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:4]
+    print(f"\nRunning hand_reconstruction_node in-process on {len(images)} image(s)...")
+    rows = run_node_demo(Path(config.models.model_dir), images, out_dir, boxes, backend=config.backend)
+    print_node_rows(rows)
+    print(f"debug_image overlays received from the node written to {out_dir}")
 
 
 def _print_summary(results: dict, out_dir: Path) -> None:
