@@ -1,0 +1,515 @@
+"""Training/evaluation data: three on-disk formats -> one record type -> augmented tensors.
+
+Formats (details and field units in docs/training.md):
+
+1. **FreiHAND** (Zimmermann et al. 2019, public release layout): ``training/rgb/%08d.jpg`` and
+   ``training_K.json`` (N x 3 x 3 intrinsics), ``training_xyz.json`` (N x 21 x 3 joints, metres, camera
+   frame), ``training_mano.json`` (N x 1 x 61: 48 pose axis-angle = 3 global + 45 fingers, 10 shape,
+   3 translation), optional ``training_verts.json`` (N x 778 x 3). The training folder holds 4 colour
+   versions of each of the N = 32560 samples: image i uses annotation i mod N. FreiHAND's joint order is
+   wrist, then thumb, index, middle, ring, pinky from the palm to the tip: the same as the OpenPose hand
+   order this project uses (constants.JOINT_NAMES), so no re-ordering is needed. All hands are right
+   hands. There are no boxes: the box is the tight box of the projected joints (uv = K xyz).
+2. **WiLoR/HaMeR webdataset tar shards**: facts from HaMeR's ``datasets/image_dataset.py``
+   (``load_tars_as_webdataset``, ``process_webdataset_tar_item``): each sample is a group of tar members
+   sharing a key; ``<key>.jpg`` (or jpeg/png) is the image, ``<key>.data.pyd`` a pickled LIST of per-hand
+   dicts with ``keypoints_2d`` (21 x 3 px + conf), ``keypoints_3d`` (21 x 4 metres + conf), ``center``
+   (2,), ``scale`` (2,) = box size / 200 (already including the rescale), ``hand_pose`` (48,) axis-angle
+   (global + 45), ``betas`` (10,), ``right`` (1 = right hand), ``has_hand_pose``, ``has_betas`` and
+   ``extra_info``; an optional ``<key>.detection.npz`` holds masks (unused here). Left hands are stored in
+   their own convention and mirrored at crop time. The pickle is read with a restricted unpickler that
+   only builds numpy arrays and plain containers. Read with the standard library's tarfile (the
+   ``webdataset`` package is not needed).
+3. **JSONL index** (our format for a team's own data): one JSON object per line (or a JSON list), see
+   :func:`read_jsonl`.
+"""
+
+from __future__ import annotations
+
+import glob
+import io
+import json
+import logging
+import os
+import pickle
+import tarfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from wilor_ros.core.constants import NUM_BETAS, NUM_HAND_JOINTS, NUM_JOINTS, NUM_VERTICES
+from wilor_ros.core.preprocessing import crop_geometry
+from wilor_ros.core.types import Side
+from wilor_ros.tools.train.augment import AugmentParams, make_training_example, sample_augment
+from wilor_ros.tools.train.config import AugmentConfig, DatasetEntry
+
+LOG = logging.getLogger(__name__)
+
+MANO_POSE_DIM = 3 * (NUM_HAND_JOINTS + 1)  # 48
+FREIHAND_MANO_DIM = MANO_POSE_DIM + NUM_BETAS + 3  # 61
+SCALE_UNIT = 200.0  # HaMeR's box "scale" convention: size / 200
+IMAGE_EXTENSIONS = ("jpg", "jpeg", "png")
+
+
+@dataclass
+class HandRecord:
+    """One annotated hand, before cropping.
+
+    image: a file path, or (tar path, byte offset, byte size) of an encoded image inside a tar.
+    center (2,) and side: crop centre and square side in source pixels (rescale already applied).
+    box: (4,) XYXY tight hand box (for 2D PCK; derived from the crop when the source has none).
+    keypoints_2d: 21 x 3 (pixels, confidence; 0 = unannotated). keypoints_3d: 21 x 4 (metres, camera
+    frame, confidence). mano_pose: (48,) axis-angle (global orient + 15 joints, flat-hand convention, in
+    the hand's own side convention); betas (10,); has_pose/has_betas: 0 or 1. vertices: 778 x 3 metres
+    (camera frame) when the source provides them (evaluation).
+    """
+
+    image: str | tuple[str, int, int]
+    center: np.ndarray
+    side_px: float
+    box: np.ndarray
+    is_right: bool
+    keypoints_2d: np.ndarray
+    keypoints_3d: np.ndarray
+    mano_pose: np.ndarray = field(default_factory=lambda: np.zeros(MANO_POSE_DIM, np.float32))
+    betas: np.ndarray = field(default_factory=lambda: np.zeros(NUM_BETAS, np.float32))
+    has_pose: float = 0.0
+    has_betas: float = 0.0
+    vertices: np.ndarray | None = None
+    source: str = ""
+
+    @property
+    def has_3d(self) -> bool:
+        return bool(np.any(self.keypoints_3d[:, 3] > 0))
+
+
+def load_image(image: str | tuple[str, int, int]) -> np.ndarray:
+    """H x W x 3 RGB uint8 from a path or a (tar, offset, size) reference."""
+    if isinstance(image, tuple):
+        tar_path, offset, size = image
+        with open(tar_path, "rb") as handle:
+            handle.seek(offset)
+            data = np.frombuffer(handle.read(size), dtype=np.uint8)
+        bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
+        where = f"{tar_path}@{offset}"
+    else:
+        bgr = cv2.imread(image, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+        where = image
+    if bgr is None:
+        raise ValueError(f"cannot decode image {where}")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def _box_to_crop(box: np.ndarray, is_right: bool, rescale: float) -> tuple[np.ndarray, float]:
+    """Official centre and square side (3:4 widening, SPEC 2.1) of an XYXY box."""
+    geometry = crop_geometry(np.asarray(box, np.float32), is_right, rescale)
+    return geometry.box_center.astype(np.float64), float(geometry.box_size)
+
+
+def _keypoint_box(points: np.ndarray) -> np.ndarray:
+    """XYXY box of N x 2 points (N >= 1)."""
+    return np.array([*points.min(axis=0), *points.max(axis=0)], dtype=np.float32)
+
+
+# ------------------------------------------------------------------------------------------ FreiHAND
+def read_freihand(
+    root: str | os.PathLike[str],
+    split: str = "training",
+    rescale: float = 2.5,
+    hands_mean: np.ndarray | None = None,
+    label: str = "freihand",
+) -> list[HandRecord]:
+    """Records of a FreiHAND folder (module docstring). ``hands_mean`` (45,): when given, added to the 45
+    finger values to turn FreiHAND's mean-relative pose into the flat-hand convention WiLoR predicts."""
+    root = Path(root)
+    k_path, xyz_path = root / f"{split}_K.json", root / f"{split}_xyz.json"
+    for path in (k_path, xyz_path):
+        if not path.is_file():
+            raise FileNotFoundError(f"FreiHAND file missing: {path} (expected the public FreiHAND layout)")
+    intrinsics = np.asarray(json.loads(k_path.read_text()), dtype=np.float64)
+    xyz = np.asarray(json.loads(xyz_path.read_text()), dtype=np.float64)
+    if intrinsics.ndim != 3 or intrinsics.shape[1:] != (3, 3) or xyz.shape[1:] != (NUM_JOINTS, 3):
+        raise ValueError(f"{root}: expected K N x 3 x 3, xyz N x 21 x 3; got {intrinsics.shape}, {xyz.shape}")
+    count = len(xyz)
+    mano_path = root / f"{split}_mano.json"
+    mano = None
+    if mano_path.is_file():
+        mano = np.asarray(json.loads(mano_path.read_text()), dtype=np.float64).reshape(count, -1)
+        if mano.shape[1] != FREIHAND_MANO_DIM:
+            raise ValueError(f"{mano_path}: expected 61 values per sample, got {mano.shape[1]}")
+    verts_path = root / f"{split}_verts.json"
+    verts = np.asarray(json.loads(verts_path.read_text()), np.float32) if verts_path.is_file() else None
+    image_dir = root / split / "rgb"
+    images = sorted(p for p in image_dir.glob("*") if p.suffix.lower().lstrip(".") in IMAGE_EXTENSIONS)
+    if not images:
+        raise FileNotFoundError(f"no images in {image_dir}")
+    records = []
+    for image_index, image_path in enumerate(images):
+        i = image_index % count
+        uvw = xyz[i] @ intrinsics[i].T
+        uv = uvw[:, :2] / uvw[:, 2:3]
+        box = _keypoint_box(uv)
+        center, side = _box_to_crop(box, True, rescale)
+        pose = np.zeros(MANO_POSE_DIM)
+        betas = np.zeros(NUM_BETAS)
+        if mano is not None:
+            pose = mano[i, :MANO_POSE_DIM].copy()
+            betas = mano[i, MANO_POSE_DIM : MANO_POSE_DIM + NUM_BETAS]
+            if hands_mean is not None:
+                pose[3:] += np.asarray(hands_mean, np.float64).reshape(-1)
+        records.append(
+            HandRecord(
+                image=str(image_path),
+                center=center,
+                side_px=side,
+                box=box,
+                is_right=True,
+                keypoints_2d=np.concatenate([uv, np.ones((NUM_JOINTS, 1))], 1).astype(np.float32),
+                keypoints_3d=np.concatenate([xyz[i], np.ones((NUM_JOINTS, 1))], 1).astype(np.float32),
+                mano_pose=pose.astype(np.float32),
+                betas=np.asarray(betas, np.float32),
+                has_pose=float(mano is not None),
+                has_betas=float(mano is not None),
+                vertices=None if verts is None else verts[i],
+                source=label,
+            )
+        )
+    return records
+
+
+# ------------------------------------------------------------------------------------------ tar shards
+class _DataUnpickler(pickle.Unpickler):
+    """Builds only numpy arrays/scalars and plain containers (data.pyd holds nothing else)."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        multiarray_modules = ("numpy.core.multiarray", "numpy._core.multiarray")
+        if module in multiarray_modules and name in ("_reconstruct", "scalar"):
+            try:
+                from numpy._core import multiarray
+            except ImportError:  # numpy 1.x
+                from numpy.core import multiarray  # type: ignore[no-redef]
+            return getattr(multiarray, name)
+        if module == "numpy" and name in ("ndarray", "dtype"):
+            return getattr(np, name)
+        if module.startswith("numpy") and module.endswith("dtypes") and name.endswith("DType"):
+            return getattr(np.dtypes, name)
+        if module == "_codecs" and name == "encode":
+            import codecs
+
+            return codecs.encode
+        raise pickle.UnpicklingError(f"data.pyd references {module}.{name}, which is not plain data; refused")
+
+
+def _load_pyd(data: bytes) -> Any:
+    return _DataUnpickler(io.BytesIO(data)).load()
+
+
+def expand_shards(path: str) -> list[str]:
+    """A .tar file, a folder of .tar files or a glob -> sorted shard paths."""
+    target = Path(path)
+    if target.is_dir():
+        shards = sorted(str(p) for p in target.glob("*.tar"))
+    elif any(ch in path for ch in "*?["):
+        shards = sorted(glob.glob(path))
+    else:
+        shards = [path] if target.is_file() else []
+    if not shards:
+        raise FileNotFoundError(f"no webdataset .tar shards at {path}")
+    return shards
+
+
+def _split_member(name: str) -> tuple[str, str]:
+    """webdataset convention: key = path up to the first dot of the base name, extension = the rest."""
+    folder, base = os.path.split(name)
+    if "." not in base:
+        return name, ""
+    stem, ext = base.split(".", 1)
+    return os.path.join(folder, stem), ext.lower()
+
+
+def read_webdataset(path: str, label: str = "webdataset") -> list[HandRecord]:
+    """Records of every hand in the shards at ``path`` (module docstring). Images are read lazily."""
+    records: list[HandRecord] = []
+    for shard in expand_shards(path):
+        groups: dict[str, dict[str, tarfile.TarInfo]] = {}
+        with tarfile.open(shard, "r:") as tar:
+            for member in tar:
+                if member.isfile():
+                    key, ext = _split_member(member.name)
+                    groups.setdefault(key, {})[ext] = member
+            for key, members in groups.items():
+                image_member = next((members[e] for e in IMAGE_EXTENSIONS if e in members), None)
+                if image_member is None or "data.pyd" not in members:
+                    LOG.warning("%s: sample %s lacks an image or data.pyd; skipped", shard, key)
+                    continue
+                extracted = tar.extractfile(members["data.pyd"])
+                assert extracted is not None  # a regular file member
+                hands = _load_pyd(extracted.read())
+                if isinstance(hands, dict):
+                    hands = [hands]
+                ref = (shard, image_member.offset_data, image_member.size)
+                for hand in hands:
+                    records.append(_record_from_pyd(hand, ref, f"{label}:{key}"))
+    return records
+
+
+def _record_from_pyd(hand: dict[str, Any], image_ref: tuple[str, int, int], source: str) -> HandRecord:
+    center = np.asarray(hand["center"], np.float64).reshape(2)
+    scale = np.asarray(hand["scale"], np.float64).reshape(-1)
+    size_wh = np.resize(scale, 2) * SCALE_UNIT
+    is_right = bool(float(np.asarray(hand.get("right", 1.0))) > 0.5)
+    box = np.array([*(center - size_wh / 2), *(center + size_wh / 2)], np.float32)
+    # the stored scale already includes the rescale factor: widen to 3:4 and square only (rescale 1)
+    crop_center, side = _box_to_crop(box, is_right, 1.0)
+    kp2d = np.asarray(hand.get("keypoints_2d", np.zeros((NUM_JOINTS, 3))), np.float32).reshape(NUM_JOINTS, 3)
+    kp3d = np.asarray(hand.get("keypoints_3d", np.zeros((NUM_JOINTS, 4))), np.float32).reshape(NUM_JOINTS, 4)
+    visible = kp2d[kp2d[:, 2] > 0, :2]
+    return HandRecord(
+        image=image_ref,
+        center=crop_center,
+        side_px=side,
+        box=_keypoint_box(visible) if len(visible) >= 2 else box,
+        is_right=is_right,
+        keypoints_2d=kp2d,
+        keypoints_3d=kp3d,
+        mano_pose=np.asarray(hand.get("hand_pose", np.zeros(MANO_POSE_DIM)), np.float32).reshape(-1),
+        betas=np.asarray(hand.get("betas", np.zeros(NUM_BETAS)), np.float32).reshape(NUM_BETAS),
+        has_pose=float(np.asarray(hand.get("has_hand_pose", 0.0))),
+        has_betas=float(np.asarray(hand.get("has_betas", 0.0))),
+        source=source,
+    )
+
+
+# ------------------------------------------------------------------------------------------ JSONL
+def read_jsonl(path: str | os.PathLike[str], rescale: float = 2.5, label: str = "jsonl") -> list[HandRecord]:
+    """Our index format: a .jsonl file (one object per line) or a .json list of objects::
+
+        {"image": "frames/000123.jpg",          # relative to the index file's folder, or absolute
+         "box": [x1, y1, x2, y2],               # pixels, tight around the hand (a detector box is fine)
+         "side": "right",                       # or "left" (the person's anatomical side)
+         "keypoints_2d": [[u, v, conf], ...],   # 21 OpenPose-order joints, pixels; conf 0 = unlabelled
+         "keypoints_3d": [[x, y, z], ...],      # optional: 21 x 3 (or x 4 with conf), metres, camera frame
+         "mano": {"global_orient": [3], "hand_pose": [45], "betas": [10]},   # optional, axis-angle,
+                                                # flat-hand convention, the hand's own side's MANO
+         "vertices": [[x, y, z], ...]}          # optional: 778 x 3 metres (evaluation only)
+
+    Left-hand labels are given as observed (unmirrored); the loader mirrors them with the crop.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"dataset index not found: {path}")
+    text = path.read_text()
+    if path.suffix == ".json":
+        entries = json.loads(text)
+        if not isinstance(entries, list):
+            raise ValueError(f"{path}: a .json index must hold a list of samples")
+    else:
+        entries = [json.loads(line) for line in text.splitlines() if line.strip()]
+    return [
+        _record_from_json(entry, path.parent, f"{label}:{path.name}#{i}", rescale)
+        for i, entry in enumerate(entries)
+    ]
+
+
+def _record_from_json(entry: dict[str, Any], base: Path, where: str, rescale: float) -> HandRecord:
+    for key in ("image", "box", "side"):
+        if key not in entry:
+            raise ValueError(f"{where}: missing required field {key!r}")
+    image = Path(entry["image"])
+    image = image if image.is_absolute() else base / image
+    box = np.asarray(entry["box"], np.float32).reshape(-1)
+    if box.shape != (4,) or box[2] <= box[0] or box[3] <= box[1]:
+        raise ValueError(f"{where}: box must be [x1, y1, x2, y2], x2 > x1, y2 > y1; got {entry['box']}")
+    is_right = Side.parse(entry["side"]) == Side.RIGHT
+    kp2d = np.zeros((NUM_JOINTS, 3), np.float32)
+    if entry.get("keypoints_2d") is not None:
+        raw = np.asarray(entry["keypoints_2d"], np.float32)
+        if raw.shape not in ((NUM_JOINTS, 2), (NUM_JOINTS, 3)):
+            raise ValueError(f"{where}: keypoints_2d must be 21 x 2 or 21 x 3, got {raw.shape}")
+        kp2d[:, :2] = raw[:, :2]
+        kp2d[:, 2] = raw[:, 2] if raw.shape[1] == 3 else 1.0
+    kp3d = np.zeros((NUM_JOINTS, 4), np.float32)
+    if entry.get("keypoints_3d") is not None:
+        raw = np.asarray(entry["keypoints_3d"], np.float32)
+        if raw.shape not in ((NUM_JOINTS, 3), (NUM_JOINTS, 4)):
+            raise ValueError(f"{where}: keypoints_3d must be 21 x 3 or 21 x 4, got {raw.shape}")
+        kp3d[:, :3] = raw[:, :3]
+        kp3d[:, 3] = raw[:, 3] if raw.shape[1] == 4 else 1.0
+    pose, has_pose = np.zeros(MANO_POSE_DIM, np.float32), 0.0
+    betas, has_betas = np.zeros(NUM_BETAS, np.float32), 0.0
+    mano = entry.get("mano")
+    if mano:
+        orient = np.asarray(mano.get("global_orient", []), np.float32).reshape(-1)
+        fingers = np.asarray(mano.get("hand_pose", []), np.float32).reshape(-1)
+        if orient.size == 3 and fingers.size == 3 * NUM_HAND_JOINTS:
+            pose, has_pose = np.concatenate([orient, fingers]), 1.0
+        if mano.get("betas") is not None:
+            betas, has_betas = np.asarray(mano["betas"], np.float32).reshape(NUM_BETAS), 1.0
+    vertices = None
+    if entry.get("vertices") is not None:
+        vertices = np.asarray(entry["vertices"], np.float32).reshape(NUM_VERTICES, 3)
+    center, side = _box_to_crop(box, is_right, float(entry.get("rescale", rescale)))
+    return HandRecord(
+        image=str(image),
+        center=center,
+        side_px=side,
+        box=box,
+        is_right=is_right,
+        keypoints_2d=kp2d,
+        keypoints_3d=kp3d,
+        mano_pose=pose,
+        betas=betas,
+        has_pose=has_pose,
+        has_betas=has_betas,
+        vertices=vertices,
+        source=where,
+    )
+
+
+def read_dataset(
+    entry: DatasetEntry, rescale: float, hands_mean: np.ndarray | None = None
+) -> list[HandRecord]:
+    """Dispatch on ``entry.kind``; raises ValueError/FileNotFoundError with the offending path."""
+    if entry.kind == "freihand":
+        records = read_freihand(entry.path, entry.split, rescale, hands_mean, entry.label)
+    elif entry.kind == "webdataset":
+        records = read_webdataset(entry.path, entry.label)
+    else:
+        records = read_jsonl(entry.path, rescale, entry.label)
+    if not records:
+        raise ValueError(f"dataset {entry.label} ({entry.path}) holds no samples")
+    LOG.info("dataset %s: %d hands", entry.label, len(records))
+    return records
+
+
+# ------------------------------------------------------------------------------------------ torch side
+def record_to_example(
+    record: HandRecord, augment: AugmentConfig | None, seed: int
+) -> dict[str, Any]:
+    """Crop (and augment when ``augment`` is given) one record -> a dict of numpy arrays/scalars."""
+    rng = np.random.default_rng(seed)
+    params = sample_augment(augment, rng) if augment is not None else AugmentParams()
+    sample = make_training_example(
+        load_image(record.image),
+        record.center,
+        record.side_px,
+        record.is_right,
+        record.keypoints_2d,
+        record.keypoints_3d,
+        record.mano_pose,
+        record.betas,
+        params,
+        rng,
+    )
+    return {
+        "img": sample.img,
+        "keypoints_2d": sample.keypoints_2d,
+        "keypoints_3d": sample.keypoints_3d,
+        "global_orient": sample.global_orient,
+        "hand_pose": sample.hand_pose,
+        "betas": sample.betas,
+        "has_global_orient": np.float32(record.has_pose),
+        "has_hand_pose": np.float32(record.has_pose),
+        "has_betas": np.float32(record.has_betas),
+        "affine": sample.affine.astype(np.float64),
+        "flipped": np.bool_(sample.flipped),
+    }
+
+
+class HandDataset(torch.utils.data.Dataset):
+    """Concatenation of several record lists; items are addressed by (global index, augmentation seed)
+    so that a sample's crop depends only on the sampler's stream (exact resume, any worker count)."""
+
+    def __init__(self, sources: Sequence[list[HandRecord]], augment: AugmentConfig | None):
+        self.sources = list(sources)
+        self.offsets = np.cumsum([0] + [len(s) for s in self.sources])
+        self.augment = augment
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def record(self, index: int) -> HandRecord:
+        source = int(np.searchsorted(self.offsets, index, side="right") - 1)
+        return self.sources[source][index - int(self.offsets[source])]
+
+    def __getitem__(self, item: tuple[int, int] | int) -> dict[str, Any]:
+        index, seed = item if isinstance(item, tuple) else (int(item), int(item))
+        return record_to_example(self.record(int(index)), self.augment, int(seed))
+
+
+class StepBatchSampler(torch.utils.data.Sampler):
+    """Micro-batches of (index, seed) pairs as a pure function of (seed, step, micro-batch, rank).
+
+    Dataset d is drawn with probability weight_d / sum(weights), then a hand uniformly within it (with
+    replacement). Starting at ``start_step`` reproduces exactly the stream an uninterrupted run sees there.
+    """
+
+    def __init__(
+        self,
+        sizes: Sequence[int],
+        weights: Sequence[float],
+        batch_size: int,
+        grad_accum: int,
+        seed: int,
+        start_step: int,
+        total_steps: int,
+        rank: int = 0,
+    ):
+        self.sizes = np.asarray(sizes, np.int64)
+        probs = np.asarray(weights, np.float64)
+        self.probs = probs / probs.sum()
+        self.offsets = np.concatenate([[0], np.cumsum(self.sizes)[:-1]])
+        self.batch_size, self.grad_accum = batch_size, grad_accum
+        self.seed, self.start_step, self.total_steps, self.rank = seed, start_step, total_steps, rank
+
+    def __len__(self) -> int:
+        return max(0, self.total_steps - self.start_step) * self.grad_accum
+
+    def batch(self, step: int, micro: int) -> list[tuple[int, int]]:
+        rng = np.random.default_rng([self.seed, step, micro, self.rank])
+        which = rng.choice(len(self.sizes), size=self.batch_size, p=self.probs)
+        within = (rng.random(self.batch_size) * self.sizes[which]).astype(np.int64)
+        seeds = rng.integers(0, 2**62, size=self.batch_size)
+        return [(int(self.offsets[d] + i), int(s)) for d, i, s in zip(which, within, seeds)]
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        for step in range(self.start_step, self.total_steps):
+            for micro in range(self.grad_accum):
+                yield self.batch(step, micro)
+
+
+def collate(examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    """Stack the per-sample dicts of :func:`record_to_example` into B-first tensors."""
+    return {key: torch.as_tensor(np.stack([e[key] for e in examples])) for key in examples[0]}
+
+
+class MocapPrior:
+    """The discriminator's "real" samples: npz with hand_pose (N, 45) axis-angle (flat-hand convention,
+    MANO joint order, right hand) and betas (N, 10)."""
+
+    def __init__(self, path: str | os.PathLike[str]):
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"mocap prior not found: {path}")
+        with np.load(path) as data:
+            missing = [k for k in ("hand_pose", "betas") if k not in data]
+            if missing:
+                raise ValueError(f"{path}: mocap npz needs hand_pose (N, 45), betas (N, 10); lacks {missing}")
+            self.hand_pose = np.asarray(data["hand_pose"], np.float32).reshape(len(data["hand_pose"]), -1)
+            self.betas = np.asarray(data["betas"], np.float32)
+        count = len(self.hand_pose)
+        if self.hand_pose.shape[1] != 3 * NUM_HAND_JOINTS or self.betas.shape != (count, NUM_BETAS):
+            raise ValueError(
+                f"{path}: expected hand_pose (N, 45) and betas (N, 10), "
+                f"got {self.hand_pose.shape}, {self.betas.shape}"
+            )
+
+    def sample(self, count: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """count x 15 x 3 axis-angles and count x 10 betas drawn with replacement."""
+        index = rng.integers(0, len(self.hand_pose), size=count)
+        pose = torch.from_numpy(self.hand_pose[index].reshape(count, NUM_HAND_JOINTS, 3))
+        return pose, torch.from_numpy(self.betas[index])
