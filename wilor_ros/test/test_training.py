@@ -391,7 +391,7 @@ def test_bad_configuration_is_reported(assets, tmp_path):
     with pytest.raises(ValueError, match="unknown configuration key"):
         load_config(TrainConfig, None, ["train.stepz=3"])
     cfg = small_config(assets, [], tmp_path / "x", steps=1)
-    with pytest.raises(ValueError, match="data.datasets"):
+    with pytest.raises(ValueError, match=r"data\.datasets"):
         train(cfg)
     with pytest.raises(ValueError, match="kind"):
         load_config(TrainConfig, None, ["data.datasets=[{kind: coco, path: x}]"])
