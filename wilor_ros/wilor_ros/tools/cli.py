@@ -95,6 +95,106 @@ def cmd_demo_main(args: argparse.Namespace) -> int:
     return run_main_demo(model_dir=args.model_dir or DEFAULT_MODEL_DIR, out_dir=args.out)
 
 
+# ---------------------------------------------------------------- training (tools/train, evaluate)
+def _data_entries(specs: list[str]) -> list[dict[str, str]]:
+    """``KIND:PATH`` strings -> DatasetEntry mappings (kind: freihand | webdataset | jsonl)."""
+    entries = []
+    for spec in specs:
+        kind, sep, path = spec.partition(":")
+        if not sep or not path:
+            raise ValueError(f"--data {spec!r}: expected KIND:PATH, e.g. jsonl:data/index.jsonl")
+        entries.append({"kind": kind, "path": path})
+    return entries
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from wilor_ros.core.config import apply_overrides, config_to_dict, from_dict
+    from wilor_ros.tools.train.config import TrainConfig
+    from wilor_ros.tools.train.trainer import train
+
+    cfg = load_config(TrainConfig, args.config, args.overrides)
+    if args.data:
+        data = config_to_dict(cfg)
+        data["data"]["datasets"] = _data_entries(args.data)
+        cfg = from_dict(TrainConfig, apply_overrides(data, []))
+    result = train(cfg)
+    print(f"step {result.step}; last checkpoint: {result.last_checkpoint}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from wilor_ros.tools.evaluate import evaluate, format_table
+    from wilor_ros.tools.train.config import EvalConfig
+
+    overrides = list(args.overrides)
+    for key, value in (("checkpoint", args.checkpoint), ("mano_path", args.mano), ("out_json", args.out)):
+        if value:
+            overrides.append(f"{key}={value}")
+    if args.data:
+        overrides.append(f"datasets={_data_entries(args.data)}")
+    results = evaluate(load_config(EvalConfig, args.config, overrides))
+    print(format_table(results))
+    return 0
+
+
+def cmd_train_detector(args: argparse.Namespace) -> int:
+    from wilor_ros.tools.train_detector import train_detector
+
+    best = train_detector(
+        args.weights,
+        args.data,
+        args.out,
+        epochs=args.epochs,
+        imgsz=args.imgsz,
+        batch=args.batch,
+        device=args.device or "",
+    )
+    print(f"wrote {best}; export it with: wilor-ros export-detector {best}")
+    return 0
+
+
+def _add_training_commands(sub: argparse._SubParsersAction) -> None:
+    train = sub.add_parser("train", help="fine-tune the reconstructor (docs/training.md; torchrun for DDP)")
+    train.add_argument("--config", type=Path, help="TrainConfig YAML, e.g. config/finetune_example.yaml")
+    train.add_argument(
+        "--data",
+        action="append",
+        default=[],
+        metavar="KIND:PATH",
+        help="replace data.datasets (repeatable): freihand:DIR, webdataset:TARS, jsonl:FILE",
+    )
+    train.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any TrainConfig key, e.g. --set train.steps=100 (repeatable)",
+    )
+    train.set_defaults(func=cmd_train)
+
+    ev = sub.add_parser("eval", help="PA-MPJPE/PA-MPVPE/F-scores/AUC and 2D PCK of a checkpoint per dataset")
+    ev.add_argument("--config", type=Path, help="EvalConfig YAML")
+    ev.add_argument("--checkpoint", help="wilor_final.ckpt or a checkpoint of wilor-ros train")
+    ev.add_argument("--mano", help="MANO_RIGHT.pkl")
+    ev.add_argument("--data", action="append", default=[], metavar="KIND:PATH", help="dataset (repeatable)")
+    ev.add_argument("--out", help="also write the numbers to this JSON file")
+    ev.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    ev.set_defaults(func=cmd_eval)
+
+    det = sub.add_parser("train-detector", help="fine-tune detector.pt on a YOLO dataset (needs ultralytics)")
+    det.add_argument("weights", help="detector.pt to start from (or a YOLO model .yaml for scratch)")
+    det.add_argument(
+        "--data", required=True, type=Path, help="ultralytics dataset YAML, names {0: left, 1: right}"
+    )
+    det.add_argument("--out", type=Path, default=DEFAULT_OUT_DIR / "detector")
+    det.add_argument("--epochs", type=int, default=50)
+    det.add_argument("--imgsz", type=int, default=640)
+    det.add_argument("--batch", type=int, default=16)
+    det.add_argument("--device", help="'' (auto), cpu, 0, 0,1 ...")
+    det.set_defaults(func=cmd_train_detector)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wilor-ros",
@@ -149,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     main_demo.add_argument("--model-dir", type=Path, default=None)
     main_demo.add_argument("--out", type=Path, default=DEFAULT_OUT_DIR / "demo")
     main_demo.set_defaults(func=cmd_demo_main)
+    _add_training_commands(sub)
     return parser
 
 
