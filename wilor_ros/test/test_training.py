@@ -402,3 +402,35 @@ def test_example_config_loads():
     cfg = load_config(TrainConfig, path)
     assert cfg.train.batch_size * cfg.train.grad_accum >= 8
     assert cfg.data.datasets
+
+
+# ------------------------------------------------------------------------------ detector
+@pytest.mark.slow
+def test_one_detector_epoch(assets, tmp_path):
+    """One ultralytics epoch from a YOLO model definition on four rendered images with left/right boxes."""
+    pytest.importorskip("ultralytics")
+    from wilor_ros.tools.train_detector import check_dataset_yaml, train_detector
+
+    for split in ("train", "val"):
+        (tmp_path / "images" / split).mkdir(parents=True)
+        (tmp_path / "labels" / split).mkdir(parents=True)
+        for i, (image, lab) in enumerate(assets["hands"][:4]):
+            cv2.imwrite(str(tmp_path / "images" / split / f"{i}.jpg"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+            x1, y1, x2, y2 = lab["box"]
+            width, height = IMAGE_SIZE
+            cls = 1 if lab["side"] == "right" else 0
+            cx, cy = (x1 + x2) / 2 / width, (y1 + y2) / 2 / height
+            line = f"{cls} {cx} {cy} {(x2 - x1) / width} {(y2 - y1) / height}"
+            (tmp_path / "labels" / split / f"{i}.txt").write_text(line + "\n")
+    data = tmp_path / "hands.yaml"
+    data.write_text(f"path: {tmp_path}\ntrain: images/train\nval: images/val\nnames: {{0: left, 1: right}}\n")
+    check_dataset_yaml(data)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"path: {tmp_path}\ntrain: images/train\nval: images/val\nnames: {{0: right, 1: left}}\n")
+    with pytest.raises(ValueError, match="left"):
+        check_dataset_yaml(bad)
+    best = train_detector(
+        "yolov8n.yaml", data, tmp_path / "runs", epochs=1, imgsz=64, batch=2, device="cpu", workers=0,
+        extra={"plots": False, "amp": False, "val": True, "verbose": False},
+    )  # fmt: skip
+    assert best.is_file() and best.stat().st_size > 0
