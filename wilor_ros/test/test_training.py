@@ -379,8 +379,9 @@ def test_resume_is_exact(assets, datasets, tmp_path):
     assert a["global_step"] == b["global_step"] == 10
 
 
-def test_two_d_only_training_runs(assets, datasets, tmp_path):
-    cfg = small_config(assets, [datasets["jsonl2d"]], tmp_path / "2d", steps=3, checkpoint_every=3)
+@pytest.mark.parametrize("amp", ["off", "bf16"])
+def test_two_d_only_training_runs(assets, datasets, tmp_path, amp):
+    cfg = small_config(assets, [datasets["jsonl2d"]], tmp_path / "2d", steps=3, checkpoint_every=3, amp=amp)
     result = train(cfg)
     assert result.step == 3
     for record in result.history:
@@ -434,3 +435,25 @@ def test_one_detector_epoch(assets, tmp_path):
         extra={"plots": False, "amp": False, "val": True, "verbose": False},
     )  # fmt: skip
     assert best.is_file() and best.stat().st_size > 0
+
+
+def test_cli_train(assets, datasets, tmp_path, capsys):
+    from wilor_ros.tools import cli
+
+    out = tmp_path / "cli"
+    code = cli.main(
+        [
+            "train",
+            "--data", f"jsonl:{datasets['jsonl'].path}",
+            "--set", f"model.init_checkpoint={assets['ckpt']}",
+            "--set", f"model.mano_path={assets['mano']}",
+            "--set", f"train.out_dir={out}",
+            "--set", "train.steps=2",
+            "--set", "train.batch_size=2",
+            "--set", "train.progress=false",
+            "--set", "data.num_workers=0",
+        ]
+    )  # fmt: skip
+    assert code == 0
+    assert (out / "checkpoints" / "last.ckpt").is_file()
+    assert "step 2" in capsys.readouterr().out

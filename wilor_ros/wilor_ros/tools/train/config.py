@@ -169,7 +169,7 @@ class TrainSection:
     steps: int = 10000
     batch_size: int = 32
     grad_accum: int = 1
-    amp: str = "off"
+    amp: str | bool = "off"  # YAML reads a bare `off` as false: accepted and normalised to "off"
     device: str = "auto"  # auto = cuda if available else cpu; DDP uses cuda:LOCAL_RANK
     seed: int = 0
     log_every: int = 10
@@ -181,6 +181,8 @@ class TrainSection:
     num_threads: int = 0  # torch CPU threads (0 = torch default)
 
     def validate(self) -> None:
+        if self.amp is False:
+            self.amp = "off"
         if self.amp not in AMP_MODES:
             raise ValueError(f"train.amp must be one of {AMP_MODES}, got {self.amp!r}")
         for name in ("steps", "batch_size", "grad_accum", "log_every", "checkpoint_every"):
