@@ -75,9 +75,7 @@ def sample_augment(cfg: AugmentConfig, rng: np.random.Generator) -> AugmentParam
     return AugmentParams(scale, rot, tx, ty, flip, extreme, gain)  # type: ignore[arg-type]
 
 
-def extreme_crop_box(
-    keypoints_2d: np.ndarray, rng: np.random.Generator
-) -> tuple[np.ndarray, float] | None:
+def extreme_crop_box(keypoints_2d: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, float] | None:
     """Partial-hand crop: centre (2,) and side of 1.2 x the box of the wrist plus a random non-empty
     subset of the fingers' visible keypoints (21 x 3 pixels + confidence). None when too few are visible.
 

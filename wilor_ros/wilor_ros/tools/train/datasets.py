@@ -388,9 +388,7 @@ def read_dataset(
 
 
 # ------------------------------------------------------------------------------------------ torch side
-def record_to_example(
-    record: HandRecord, augment: AugmentConfig | None, seed: int
-) -> dict[str, Any]:
+def record_to_example(record: HandRecord, augment: AugmentConfig | None, seed: int) -> dict[str, Any]:
     """Crop (and augment when ``augment`` is given) one record -> a dict of numpy arrays/scalars."""
     rng = np.random.default_rng(seed)
     params = sample_augment(augment, rng) if augment is not None else AugmentParams()

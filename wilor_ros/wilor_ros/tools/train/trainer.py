@@ -392,9 +392,7 @@ def train(cfg: TrainConfig, max_steps: int | None = None) -> TrainResult:
             for micro in range(tc.grad_accum):
                 batch = _to_device(next(batches), dist.device)
                 sync = (
-                    net.no_sync()
-                    if dist.enabled and micro < tc.grad_accum - 1
-                    else contextlib.nullcontext()
+                    net.no_sync() if dist.enabled and micro < tc.grad_accum - 1 else contextlib.nullcontext()
                 )
                 with sync:
                     with _autocast(dist.device, tc.amp):
@@ -456,9 +454,7 @@ def train(cfg: TrainConfig, max_steps: int | None = None) -> TrainResult:
                     writer.add_scalar("train/peak_memory_mb", _peak_memory_mb(dist.device), done)
                 if done % tc.checkpoint_every == 0 or done == end_step:
                     step_path = ckpt_dir / f"step_{done:07d}.ckpt"
-                    save_training_checkpoint(
-                        step_path, model, [optimizer, disc_optimizer], scaler, done, cfg
-                    )
+                    save_training_checkpoint(step_path, model, [optimizer, disc_optimizer], scaler, done, cfg)
                     last_ckpt = ckpt_dir / LAST_CHECKPOINT
                     _link_or_copy(step_path, last_ckpt)
                     _rotate(ckpt_dir, tc.keep_checkpoints)
