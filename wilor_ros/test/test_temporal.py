@@ -1,0 +1,369 @@
+"""core.temporal: metric wrist with real intrinsics and aligned depth, stable ids, detector
+skipping and its switches, on projected synthetic MANO hands whose truth is known.
+
+The reconstructor is replaced by an *oracle* that behaves like a perfect network: for each
+crop it returns the true MANO hand (model frame) and the weak-perspective crop camera that
+best explains the hand's true 2D keypoints in that crop (fitted by least squares, exactly the
+quantity the real network regresses). Everything after it (crop-camera -> full camera with
+K, depth correction, tracking, filtering) is the production code under test.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.optimize import least_squares
+from scipy.spatial.transform import Rotation
+
+from wilor_ros.core import camera, metrics, preprocessing
+from wilor_ros.core.backends.base import ReconstructorBackend, ReconstructorOutput
+from wilor_ros.core.constants import CROP_SIZE, FOCAL_LENGTH
+from wilor_ros.core.filtering import FilterConfig
+from wilor_ros.core.pipeline import HandPipeline, PipelineConfig
+from wilor_ros.core.render import RenderMesh, default_hand_orient, pose_mano, rasterize
+from wilor_ros.core.temporal import (
+    BOX_SOURCE_DETECTOR,
+    BOX_SOURCE_EXTERNAL,
+    BOX_SOURCE_TRACKER,
+    TemporalConfig,
+    TemporalHandPipeline,
+)
+from wilor_ros.core.tracking import TrackerConfig
+from wilor_ros.core.types import CameraIntrinsics, HandDetection, Side
+
+WIDTH, HEIGHT = 640, 480
+# A real-looking calibration: fx != fy, principal point off the image centre.
+REAL_K = CameraIntrinsics(fx=610.0, fy=598.0, cx=331.0, cy=247.5)
+FPS = 30.0
+MIRROR_X = np.array([-1.0, 1.0, 1.0])
+
+
+@pytest.fixture(scope="module")
+def mano_path(tmp_path_factory) -> Path:
+    from wilor_ros.core.mano_synthetic import make_synthetic_mano
+
+    path = tmp_path_factory.mktemp("mano") / "MANO_RIGHT.pkl"
+    make_synthetic_mano(path, seed=0)
+    return path
+
+
+@dataclass
+class TruthHand:
+    """A hand in the scene: MANO model frame (right-hand geometry) plus a camera translation."""
+
+    joints: np.ndarray  # 21 x 3, model frame (global orientation applied), right-hand geometry
+    vertices: np.ndarray  # 778 x 3
+    orient: np.ndarray  # 3 x 3
+    pose: np.ndarray  # 15 x 3 x 3
+    cam_t: np.ndarray  # (3,) metres
+    side: Side = Side.RIGHT
+
+    def mirror(self) -> np.ndarray:
+        return MIRROR_X if self.side == Side.LEFT else np.ones(3)
+
+    @property
+    def joints_cam(self) -> np.ndarray:
+        return self.joints * self.mirror() + self.cam_t
+
+    @property
+    def vertices_cam(self) -> np.ndarray:
+        return self.vertices * self.mirror() + self.cam_t
+
+    def box(self, intrinsics: CameraIntrinsics) -> np.ndarray:
+        uv = camera.project_points(self.vertices_cam, intrinsics)
+        return np.array([*uv.min(axis=0), *uv.max(axis=0)], dtype=np.float32)
+
+
+def make_hand(mano_path: Path, cam_t, side: Side = Side.RIGHT, seed: int = 0) -> TruthHand:
+    rng = np.random.default_rng(seed)
+    orient = Rotation.from_rotvec(default_hand_orient()) * Rotation.from_euler("xyz", rng.normal(0, 0.3, 3))
+    pose = rng.normal(0.0, 0.15, (15, 3))
+    vertices, joints, _ = pose_mano(mano_path, orient.as_rotvec(), pose)
+    return TruthHand(
+        joints=joints,
+        vertices=vertices,
+        orient=orient.as_matrix(),
+        pose=Rotation.from_rotvec(pose).as_matrix(),
+        cam_t=np.asarray(cam_t, dtype=np.float64),
+        side=side,
+    )
+
+
+def fit_crop_camera(
+    hand: TruthHand, box: np.ndarray, intrinsics: CameraIntrinsics, rescale: float
+) -> np.ndarray:
+    """[s, tx, ty] of the 256-pixel crop camera (focal 5000) that best reprojects the hand's
+    true keypoints into the (unmirrored) crop of ``box``, as a perfect network would regress."""
+    geometry = preprocessing.crop_geometry(box, True, rescale)
+    uv = camera.project_points(hand.joints_cam, intrinsics)
+    crop_uv = (uv - geometry.box_center) * (CROP_SIZE / geometry.box_size)  # centred crop pixels
+    model = hand.joints * hand.mirror()
+
+    def residual(t: np.ndarray) -> np.ndarray:
+        p = model + t
+        return (FOCAL_LENGTH * p[:, :2] / p[:, 2:3] - crop_uv).ravel()
+
+    guess = np.array([0.0, 0.0, 2.0 * FOCAL_LENGTH / CROP_SIZE / 0.5])
+    t = least_squares(residual, guess).x
+    return np.array([2.0 * FOCAL_LENGTH / (CROP_SIZE * t[2]), t[0], t[1]])
+
+
+class OracleBackend(ReconstructorBackend):
+    """A perfect network for the hands in ``scene`` (see the module docstring)."""
+
+    name = "oracle"
+
+    def __init__(self) -> None:
+        self.scene: list[TruthHand] = []
+        self.depth_scale = 1.0  # > 1: the "network" believes the hand is further away
+        self.fail = False  # True: every output is NaN (lost hand)
+        self.noise_m = 0.0
+        self.rng = np.random.default_rng(0)
+        self.pipeline: RecordingPipeline | None = None
+        self.camera = REAL_K  # the camera that "took" the picture (whatever K the pipeline uses)
+
+    def infer(self, crops: np.ndarray) -> ReconstructorOutput:
+        assert self.pipeline is not None
+        boxes = self.pipeline.used_boxes
+        assert len(boxes) == len(crops)
+        intr = self.camera
+        out = {name: [] for name in ReconstructorOutput.names()}
+        for det in boxes:
+            centre = 0.5 * (det.box[:2] + det.box[2:])
+            hand = min(
+                self.scene,
+                key=lambda h: np.linalg.norm(0.5 * (h.box(intr)[:2] + h.box(intr)[2:]) - centre),
+            )
+            cam = fit_crop_camera(hand, det.box, intr, self.pipeline.config.rescale_factor)
+            cam[0] /= self.depth_scale
+            noise = self.rng.normal(0.0, self.noise_m, 3) if self.noise_m else np.zeros(3)
+            sign = 1.0 if det.side == Side.RIGHT else -1.0
+            # the network sees left hands mirrored: right-hand geometry and a mirrored tx
+            cam[1] *= sign
+            joints, vertices = hand.joints + noise, hand.vertices + noise
+            if self.fail:
+                joints = joints * np.nan
+            out["pred_cam"].append(cam)
+            out["global_orient"].append(hand.orient)
+            out["hand_pose"].append(hand.pose)
+            out["betas"].append(np.zeros(10))
+            out["keypoints_3d"].append(joints)
+            out["vertices"].append(vertices)
+            out["keypoints_2d"].append(np.zeros((21, 2)))
+            out["cam_t"].append(camera.crop_camera_translation(cam[None])[0])
+        arrays = {
+            k: np.asarray(v, np.float32) if v else getattr(ReconstructorOutput.empty(), k)
+            for k, v in out.items()
+        }
+        return ReconstructorOutput(**arrays)
+
+
+class TruthDetector:
+    """Detector stand-in: the tight boxes of the scene's hands; counts its calls."""
+
+    def __init__(self, backend: OracleBackend) -> None:
+        self.backend = backend
+        self.calls = 0
+
+    def detect(self, rgb: np.ndarray) -> list[HandDetection]:
+        self.calls += 1
+        assert self.backend.pipeline is not None
+        intr = self.backend.camera
+        return [HandDetection(h.box(intr), h.side, 0.95) for h in self.backend.scene]
+
+
+class RecordingPipeline(HandPipeline):
+    """The production pipeline; it remembers the boxes of the current frame so the oracle can
+    play the network."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.used_boxes: list[HandDetection] = []
+
+    def detect(self, image_rgb):
+        self.used_boxes = super().detect(image_rgb)
+        return self.used_boxes
+
+    def predict(self, image, intrinsics=None, boxes=None):
+        self.used_boxes = [] if boxes is None else list(boxes)[: self.config.max_hands]
+        return super().predict(image, intrinsics=intrinsics, boxes=boxes)
+
+
+def make_temporal(
+    config: TemporalConfig | None = None,
+) -> tuple[TemporalHandPipeline, OracleBackend, TruthDetector]:
+    backend = OracleBackend()
+    detector = TruthDetector(backend)
+    pipeline = RecordingPipeline(PipelineConfig(), backend, detector)
+    backend.pipeline = pipeline
+    return TemporalHandPipeline(pipeline, config), backend, detector
+
+
+IMAGE = np.full((HEIGHT, WIDTH, 3), 100, np.uint8)
+
+
+# ------------------------------------------------------------------------- metric wrist
+def test_wrist_in_metres_with_real_intrinsics(mano_path):
+    temporal, backend, _ = make_temporal(TemporalConfig(tracker=TrackerConfig(min_hits=1)))
+    lateral, relative_depth, heuristic_errors = [], [], []
+    for seed, cam_t in enumerate(([0.03, -0.02, 0.5], [-0.12, 0.06, 0.6], [0.15, 0.1, 0.8])):
+        hand = make_hand(mano_path, cam_t, seed=seed)
+        box = hand.box(REAL_K)
+        assert box[0] >= 0 and box[1] >= 0 and box[2] < WIDTH and box[3] < HEIGHT  # fully in view
+        backend.scene = [hand]
+        temporal.reset()
+        out = temporal.process(IMAGE, float(seed), intrinsics=REAL_K)
+        assert len(out) == 1 and not out[0].depth_corrected
+        error = out[0].wrist_position - hand.joints_cam[0]
+        lateral.append(np.linalg.norm(error[:2]))
+        relative_depth.append(abs(error[2]) / np.ptp(hand.joints_cam[:, 2]))
+        temporal.reset()
+        # control: the same scene estimated with the official focal heuristic instead of K
+        heuristic = temporal.process(IMAGE, float(seed) + 0.5, intrinsics=None)
+        heuristic_errors.append(np.linalg.norm(heuristic[0].wrist_position - hand.joints_cam[0]))
+    # The crop camera is nearly orthographic (focal 5000 on 256 px): it explains the whole hand
+    # with one depth, so even a perfect network places the wrist along the viewing ray only to
+    # within the hand's own depth extent (a few cm for a tilted hand); across the image the
+    # error stays within millimetres.
+    assert max(lateral) < 0.006, lateral
+    assert max(relative_depth) < 1.0, relative_depth
+    assert min(heuristic_errors) > 0.5, heuristic_errors  # metres: the heuristic focal is ~20x K's
+
+
+def _depth_image(hands: list[TruthHand], intrinsics: CameraIntrinsics, shift_m: float) -> np.ndarray:
+    raster = rasterize((HEIGHT, WIDTH), [RenderMesh(h.vertices_cam, _FACES[0]) for h in hands], intrinsics)
+    depth = np.where(raster.mask, raster.depth + shift_m, np.nan).astype(np.float32)
+    return depth
+
+
+_FACES: list[np.ndarray] = []
+
+
+def test_depth_corrects_a_wrong_distance(mano_path):
+    from wilor_ros.core.mano import load_mano
+
+    _FACES[:] = [load_mano(mano_path).faces]
+    temporal, backend, _ = make_temporal(TemporalConfig(tracker=TrackerConfig(min_hits=1)))
+    hand = make_hand(mano_path, [0.03, 0.02, 0.5], seed=3)
+    backend.scene = [hand]
+    backend.depth_scale = 1.3  # the monocular estimate is 30 % too far
+    shift = 0.04  # the depth camera sees the hand 4 cm further than the truth (known offset)
+    depth = _depth_image([hand], REAL_K, shift)
+    out = temporal.process(IMAGE, 1.0, intrinsics=REAL_K, depth_m=depth)
+    assert out[0].depth_corrected and temporal.last_report.num_depth_corrected == 1
+    expected_z = hand.joints_cam[0, 2] + shift
+    assert abs(out[0].wrist_position[2] - expected_z) < 0.01
+    # without depth the same frame is ~8 cm too far
+    temporal.reset()
+    raw = temporal.process(IMAGE, 2.0, intrinsics=REAL_K)
+    assert not raw[0].depth_corrected
+    assert raw[0].wrist_position[2] - expected_z > 0.05
+    # the correction moves the hand along its wrist's viewing ray: same pixel, new distance
+    np.testing.assert_allclose(
+        out[0].wrist_position / out[0].wrist_position[2],
+        raw[0].wrist_position / raw[0].wrist_position[2],
+        atol=1e-5,
+    )
+    with pytest.raises(ValueError, match="aligned"):
+        temporal.process(IMAGE, 3.0, intrinsics=REAL_K, depth_m=depth[:100])
+
+
+# ------------------------------------------------------------------------- tracking
+def _moving_scene(mano_path: Path, frame: int) -> list[TruthHand]:
+    t = frame / FPS
+    right = make_hand(mano_path, [0.15 * t, 0.0, 0.6], Side.RIGHT, seed=1)
+    left = make_hand(mano_path, [-0.1 * t, 0.03, 0.62], Side.LEFT, seed=2)
+    return [right, left]
+
+
+def test_ids_stay_stable_while_the_detector_is_skipped(mano_path):
+    config = TemporalConfig(tracker=TrackerConfig(min_hits=2, redetect_every_n_frames=5))
+    temporal, backend, detector = make_temporal(config)
+    scenes = [_moving_scene(mano_path, f) for f in range(15)]
+    ids_by_side: dict[Side, set[int]] = {Side.LEFT: set(), Side.RIGHT: set()}
+    sources = []
+    for frame, scene in enumerate(scenes):
+        backend.scene = scene
+        out = temporal.process(IMAGE, 10.0 + frame / FPS, intrinsics=REAL_K)
+        sources.append(temporal.last_report.box_source)
+        if frame == 0:
+            assert out == []  # tentative tracks (min_hits=2) are not published
+            continue
+        assert sorted(h.side for h in out) == [Side.LEFT, Side.RIGHT]
+        for hand in out:
+            ids_by_side[hand.side].add(hand.track_id)
+            assert hand.extras["tracked"] and hand.extras["filtered"]
+            truth = next(h for h in scene if h.side == hand.side)
+            assert np.all(truth.box(REAL_K)[:2] >= 0) and truth.box(REAL_K)[2] < WIDTH  # in view
+            # filtered, moving at 0.15 m/s, weak-perspective depth: within a few centimetres
+            assert np.linalg.norm(hand.wrist_position - truth.joints_cam[0]) < 0.04
+    assert ids_by_side[Side.LEFT] != ids_by_side[Side.RIGHT]
+    assert all(len(ids) == 1 for ids in ids_by_side.values()), ids_by_side
+    # frames 0, 1 (tracks not yet confirmed), then every 5th frame runs the detector
+    assert detector.calls == temporal.detector_calls == sources.count(BOX_SOURCE_DETECTOR)
+    assert sources.count(BOX_SOURCE_TRACKER) >= 9, sources
+    assert detector.calls <= 5, sources
+
+
+def test_lost_track_triggers_redetection_and_external_boxes_win(mano_path):
+    config = TemporalConfig(tracker=TrackerConfig(min_hits=1, redetect_every_n_frames=30))
+    temporal, backend, detector = make_temporal(config)
+    backend.scene = _moving_scene(mano_path, 0)[:1]
+    temporal.process(IMAGE, 0.0, intrinsics=REAL_K)
+    temporal.process(IMAGE, 1 / FPS, intrinsics=REAL_K)
+    assert temporal.last_report.box_source == BOX_SOURCE_TRACKER and detector.calls == 1
+    backend.fail = True  # the network loses the hand: NaN output is dropped
+    assert temporal.process(IMAGE, 2 / FPS, intrinsics=REAL_K) == []
+    assert temporal.last_report.num_raw == 1
+    backend.fail = False
+    temporal.process(IMAGE, 3 / FPS, intrinsics=REAL_K)
+    assert temporal.last_report.box_source == BOX_SOURCE_DETECTOR
+    assert temporal.last_report.redetect_reason == "no confident track"
+    assert detector.calls == 2
+    # external boxes are used as given even while the tracks are confident
+    box = backend.scene[0].box(REAL_K)
+    out = temporal.process(IMAGE, 4 / FPS, intrinsics=REAL_K, boxes=[HandDetection(box, Side.RIGHT, 1.0)])
+    assert temporal.last_report.box_source == BOX_SOURCE_EXTERNAL and detector.calls == 2
+    assert len(out) == 1 and out[0].track_id == 1
+
+
+def test_switches(mano_path):
+    scene = _moving_scene(mano_path, 0)
+    temporal, backend, detector = make_temporal(TemporalConfig(tracking=False))
+    backend.scene = scene
+    for frame in range(3):
+        out = temporal.process(IMAGE, frame / FPS, intrinsics=REAL_K)
+        assert [h.track_id for h in out] == [1, 2]
+        assert not any(h.extras["tracked"] or h.extras["filtered"] for h in out)
+    assert detector.calls == 3  # no tracking: no skipping either
+
+    temporal, backend, detector = make_temporal(
+        TemporalConfig(detector_skipping=False, filtering=False, tracker=TrackerConfig(min_hits=1))
+    )
+    backend.scene = scene
+    for frame in range(3):
+        out = temporal.process(IMAGE, frame / FPS, intrinsics=REAL_K)
+        assert {h.track_id for h in out} == {1, 2}
+        assert all(h.extras["tracked"] and not h.extras["filtered"] for h in out)
+    assert detector.calls == 3
+    # a stamp from the past (bag loop) starts over with new ids
+    out = temporal.process(IMAGE, 0.0, intrinsics=REAL_K)
+    assert {h.track_id for h in out} == {3, 4}
+    with pytest.raises(ValueError, match="finite"):
+        temporal.process(IMAGE, float("nan"))
+
+
+def test_filtering_reduces_jitter_of_a_noisy_still_hand(mano_path):
+    hand = make_hand(mano_path, [0.0, 0.0, 0.5], seed=5)
+    wrists = {}
+    for enabled in (False, True):
+        config = TemporalConfig(filter=FilterConfig(enabled=enabled), tracker=TrackerConfig(min_hits=1))
+        temporal, backend, _ = make_temporal(config)
+        backend.scene, backend.noise_m = [hand], 0.004
+        series = [temporal.process(IMAGE, f / FPS, intrinsics=REAL_K)[0].keypoints_3d for f in range(30)]
+        wrists[enabled] = np.stack(series)
+    stamps = np.arange(30) / FPS
+    assert metrics.jitter(wrists[True], stamps) < 0.3 * metrics.jitter(wrists[False], stamps)

@@ -1,0 +1,212 @@
+"""Video-rate hand estimates: pipeline + depth + tracking + filtering + detector skipping.
+
+``TemporalHandPipeline.process(image, stamp, ...)`` runs one frame through
+
+1. boxes: given (external boxes always win) -> the detector (on detector frames) -> or the
+   tracker's predicted boxes (``HandTracker.predict_boxes``) when detector skipping is on and
+   ``HandTracker.should_redetect`` says the tracks are confident (MediaPipe-style: the detector
+   runs on the first frame, every ``redetect_every_n_frames`` frames, and whenever a track is
+   lost or looks unreliable; new hands are only found on detector frames);
+2. ``HandPipeline.predict`` with the camera intrinsics (real ``CameraInfo`` K gives metric
+   positions; without it the official focal heuristic is used);
+3. hands with non-finite output are dropped;
+4. depth correction (``core.depth.correct_hand_depth``) with an aligned depth image, when given:
+   BEFORE tracking and filtering, so the tracker's 3D gate and the filter see the corrected
+   metric positions (a correction switching on/off between frames would otherwise look like a
+   jump the filter smooths into a slow drift);
+5. tracking (``HandTracker.update``): stable ``track_id`` per hand;
+6. filtering (``HandFilter``, One Euro, per track id).
+
+Every stage is driven by the caller's timestamps (message stamps, seconds), never by the wall
+clock, so a recorded bag replays identically. Each part can be switched off in
+``TemporalConfig``; without tracking there are no stable ids (hands are numbered 1..N in
+detection order every frame), so filtering and detector skipping need tracking and are
+skipped without it.
+
+Flags in ``HandEstimate.extras`` of the returned hands: ``"tracked"`` (a stable track id),
+``"filtered"`` (went through the One Euro filter), ``"box_source"`` ("external", "detector" or
+"tracker"); ``HandEstimate.depth_corrected`` says whether depth moved the hand.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from wilor_ros.core.depth import DepthCorrectionConfig, correct_hand_depth
+from wilor_ros.core.filtering import FilterConfig, HandFilter
+from wilor_ros.core.pipeline import HandPipeline, StageTimings
+from wilor_ros.core.tracking import HandTracker, TrackerConfig
+from wilor_ros.core.types import CameraIntrinsics, HandDetection, HandEstimate
+
+BOX_SOURCE_EXTERNAL = "external"
+BOX_SOURCE_DETECTOR = "detector"
+BOX_SOURCE_TRACKER = "tracker"
+
+
+@dataclass
+class TemporalConfig:
+    """Which temporal parts run, and their parameters."""
+
+    tracking: bool = True  # stable ids (HandTracker)
+    filtering: bool = True  # One Euro smoothing per track (needs tracking)
+    detector_skipping: bool = True  # reuse tracked boxes between detector frames (needs tracking)
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    filter: FilterConfig = field(default_factory=FilterConfig)
+    depth: DepthCorrectionConfig = field(default_factory=DepthCorrectionConfig)
+
+    @property
+    def filtering_active(self) -> bool:
+        return self.tracking and self.filtering and self.filter.enabled
+
+    @property
+    def skipping_active(self) -> bool:
+        return self.tracking and self.detector_skipping
+
+
+@dataclass(frozen=True)
+class FrameReport:
+    """What happened in the latest ``process`` call."""
+
+    stamp: float
+    box_source: str  # external | detector | tracker
+    detector_ran: bool  # the pipeline's detector actually ran (its cost was paid)
+    redetect_reason: str  # why the detector ran ("" when it did not or boxes were given)
+    num_raw: int  # hands the pipeline returned (before dropping, tracking, filtering)
+    num_depth_corrected: int
+    timings: StageTimings  # the pipeline's stages
+    temporal_s: float  # depth + tracking + filtering time, seconds
+
+
+class TemporalHandPipeline:
+    """A ``HandPipeline`` with depth correction, tracking, filtering and detector skipping."""
+
+    def __init__(self, pipeline: HandPipeline, config: TemporalConfig | None = None) -> None:
+        self.pipeline = pipeline
+        self.config = config or TemporalConfig()
+        self.tracker = HandTracker(self.config.tracker)
+        self.hand_filter = HandFilter(self.config.filter)
+        self.frames = 0
+        self.detector_calls = 0
+        self.last_report: FrameReport | None = None
+        self._last_stamp: float | None = None
+
+    # ------------------------------------------------------------------ passthroughs
+    @property
+    def synthetic(self) -> bool:
+        return self.pipeline.synthetic
+
+    @property
+    def backend(self):
+        return self.pipeline.backend
+
+    @property
+    def detector(self):
+        return self.pipeline.detector
+
+    @property
+    def last_timings(self) -> StageTimings:
+        return self.pipeline.last_timings
+
+    def reset(self) -> None:
+        """Forget every track and filter state (ids keep counting up)."""
+        self.tracker.reset()
+        self.hand_filter.reset()
+        self._last_stamp = None
+
+    def close(self) -> None:
+        self.pipeline.close()
+
+    # ------------------------------------------------------------------ one frame
+    def _choose_boxes(
+        self, stamp: float, boxes: list[HandDetection] | None
+    ) -> tuple[list[HandDetection] | None, str, str]:
+        """(boxes for predict or None = run the detector, box source, redetect reason)."""
+        if boxes is not None:
+            return list(boxes), BOX_SOURCE_EXTERNAL, ""
+        if self.config.skipping_active:
+            if not self.tracker.should_redetect(stamp):
+                predicted = self.tracker.predict_boxes(stamp)
+                if predicted:
+                    return predicted, BOX_SOURCE_TRACKER, ""
+                return None, BOX_SOURCE_DETECTOR, "no predicted box"
+            return None, BOX_SOURCE_DETECTOR, self.tracker.redetect_reason
+        return None, BOX_SOURCE_DETECTOR, "every frame (detector skipping off)"
+
+    def process(
+        self,
+        image: np.ndarray,
+        stamp: float,
+        intrinsics: CameraIntrinsics | None = None,
+        boxes: list[HandDetection] | None = None,
+        depth_m: np.ndarray | None = None,
+    ) -> list[HandEstimate]:
+        """One frame taken at ``stamp`` seconds (the image message's stamp).
+
+        image: H x W x 3 RGB uint8 (or what ``HandPipeline.predict`` accepts).
+        intrinsics: the camera's K (metric 3D); None = the official focal heuristic.
+        boxes: hands supplied from outside (always used as given; the detector does not run).
+        depth_m: H x W float32 metres aligned with ``image`` (NaN/0 = no reading), or None.
+        Returns the hands of confirmed tracks (filtered when enabled), or, without tracking,
+        every hand numbered 1..N.
+        """
+        if not math.isfinite(stamp):
+            raise ValueError(f"frame stamps must be finite seconds, got {stamp}")
+        if depth_m is not None:
+            depth_m = np.asarray(depth_m)
+            if depth_m.shape != np.shape(image)[:2]:
+                raise ValueError(
+                    f"depth image {depth_m.shape} is not aligned with the image {np.shape(image)[:2]}; "
+                    "register depth to the colour camera first"
+                )
+        if self._last_stamp is not None and stamp < self._last_stamp:
+            self.reset()  # time went backwards (bag loop): start over
+        self._last_stamp = stamp
+
+        chosen, source, reason = self._choose_boxes(stamp, boxes)
+        detector_ran = chosen is None and self.pipeline.detector is not None
+        hands = self.pipeline.predict(image, intrinsics=intrinsics, boxes=chosen)
+        timings = self.pipeline.last_timings
+        t0 = time.perf_counter()
+        self.frames += 1
+        self.detector_calls += int(detector_ran)
+        raw_count = len(hands)
+        hands = [h for h in hands if np.all(np.isfinite(h.keypoints_3d)) and np.all(np.isfinite(h.vertices))]
+
+        if depth_m is not None and hands:
+            hands = [correct_hand_depth(h, depth_m, self.config.depth) or h for h in hands]
+        corrected = sum(1 for h in hands if h.depth_corrected)
+
+        if self.config.tracking:
+            # The detector frames (and external boxes) can find new hands; tracker frames cannot.
+            hands = self.tracker.update(hands, stamp, from_detector=source != BOX_SOURCE_TRACKER)
+            if self.config.filtering_active:
+                hands = self.hand_filter.filter_all(hands, stamp)
+                self.hand_filter.retain(self.tracker.active_track_ids)
+        else:
+            hands = [dataclasses.replace(h, track_id=i + 1) for i, h in enumerate(hands)]
+
+        out = []
+        for hand in hands:
+            extras = dict(hand.extras)
+            extras.update(
+                tracked=self.config.tracking,
+                filtered=self.config.filtering_active,
+                box_source=source,
+            )
+            out.append(dataclasses.replace(hand, extras=extras))
+        self.last_report = FrameReport(
+            stamp=stamp,
+            box_source=source,
+            detector_ran=detector_ran,
+            redetect_reason=reason if chosen is None else "",
+            num_raw=raw_count,
+            num_depth_corrected=corrected,
+            timings=timings,
+            temporal_s=time.perf_counter() - t0,
+        )
+        return out
