@@ -394,3 +394,125 @@ def test_load_60hz_into_10hz_pipeline_keeps_latency_and_memory_bounded(context, 
     assert (rss[-1] - rss[2]) < 60e6, f"RSS grew {(rss[-1] - rss[2]) / 1e6:.1f} MB"
     reported = {kv.key: float(kv.value) for kv in diagnostics[-1].status[0].values}
     assert reported["frames_dropped"] > 0
+
+
+# ---------------------------------------------------------------------------- tracking / teleop
+THREE_BOXES = [
+    {"box_xyxy": [20.0, 20.0, 90.0, 100.0], "side": "right"},
+    {"box_xyxy": [200.0, 40.0, 280.0, 130.0], "side": "left"},
+    {"box_xyxy": [110.0, 120.0, 190.0, 200.0], "side": "right"},
+]
+
+
+def _teleop_keypoints_in_camera(hand) -> np.ndarray:
+    from scipy.spatial.transform import Rotation
+
+    q = hand.wrist_pose.orientation
+    rotation = Rotation.from_quat([q.x, q.y, q.z, q.w]).as_matrix()
+    p = hand.wrist_pose.position
+    return np.array([p.x, p.y, p.z]) + np.asarray(hand.keypoints, np.float64).reshape(21, 3) @ rotation.T
+
+
+def test_ids_tf_names_and_teleop_stay_with_their_tracks(harness):
+    from wilor_msgs.msg import TeleopHand, TeleopHandArray
+
+    teleop: list[TeleopHandArray] = []
+    harness.probe.create_subscription(TeleopHandArray, "teleop_hands", teleop.append, 50)
+    harness.spin_until(lambda: harness.node.teleop_pub.get_subscription_count() > 0, 5.0)
+    rgb = np.random.default_rng(1).integers(0, 255, (240, 320, 3), dtype=np.uint8)
+    frames = 5
+    for index in range(frames):
+        # the boxes arrive in a different order every frame: ids and names must follow the hands
+        boxes = THREE_BOXES[index % 3 :] + THREE_BOXES[: index % 3]
+        harness.send_image(rgb, 20.0 + index / 30.0, boxes[::-1] if index % 2 else boxes)
+        assert harness.wait_hands(index + 1)
+    assert harness.spin_until(lambda: len(teleop) >= frames, 10.0)
+    harness.spin_until(lambda: sum(len(m.transforms) for m in harness.tf) >= 21 * 3 * frames, 5.0)
+
+    ids_per_frame = [sorted(h.id for h in msg.hands) for msg in harness.hands]
+    assert len(set(ids_per_frame[0])) == 3 and all(ids == ids_per_frame[0] for ids in ids_per_frame)
+    # each id keeps its side and its place in the image in every frame
+    first = {h.id: (h.side, tuple(np.round(np.asarray(h.box), 1))) for h in harness.hands[0].hands}
+    for msg in harness.hands:
+        assert {h.id: (h.side, tuple(np.round(np.asarray(h.box), 1))) for h in msg.hands} == first
+
+    wrist_by_stamp: dict[float, dict[str, np.ndarray]] = {}
+    for msg in harness.tf:
+        for t in msg.transforms:
+            if t.child_frame_id.endswith("_wrist"):
+                tr = t.transform.translation
+                wrist_by_stamp.setdefault(round(stamp_of(t), 6), {})[t.child_frame_id] = np.array(
+                    [tr.x, tr.y, tr.z]
+                )
+    for msg in harness.hands:
+        rights = sorted((h for h in msg.hands if h.side == 1), key=lambda h: h.id)
+        left = next(h for h in msg.hands if h.side == 0)
+        frames_at = wrist_by_stamp[round(stamp_of(msg), 6)]
+        assert set(frames_at) == {"right_hand_wrist", "right_hand_2_wrist", "left_hand_wrist"}
+        # the older right track is right_hand, the newer right_hand_2, in every frame
+        np.testing.assert_allclose(frames_at["right_hand_wrist"], rights[0].keypoints_3d[:3], atol=1e-6)
+        np.testing.assert_allclose(frames_at["right_hand_2_wrist"], rights[1].keypoints_3d[:3], atol=1e-6)
+        np.testing.assert_allclose(frames_at["left_hand_wrist"], left.keypoints_3d[:3], atol=1e-6)
+
+    for mesh_msg, teleop_msg in zip(harness.hands, teleop):
+        assert stamp_of(teleop_msg) == pytest.approx(stamp_of(mesh_msg))
+        assert teleop_msg.header.frame_id == FRAME_ID
+        assert [h.id for h in teleop_msg.hands] == sorted(h.id for h in mesh_msg.hands)
+        meshes = {h.id: h for h in mesh_msg.hands}
+        for hand in teleop_msg.hands:
+            mesh = meshes[hand.id]
+            assert hand.side == mesh.side and hand.side in (TeleopHand.LEFT, TeleopHand.RIGHT)
+            assert hand.tracked and hand.filtered and not hand.depth_corrected
+            np.testing.assert_allclose(np.asarray(hand.keypoints)[:3], 0.0, atol=1e-7)
+            # wrist pose + rotation * teleop keypoints gives back the published camera keypoints
+            np.testing.assert_allclose(
+                _teleop_keypoints_in_camera(hand),
+                np.asarray(mesh.keypoints_3d, np.float64).reshape(21, 3),
+                atol=1e-4,
+            )
+            expected = (
+                [0, 0, -1, -1, 0, 0, 0, 1, 0]
+                if hand.side == TeleopHand.RIGHT
+                else [0, 0, -1, 1, 0, 0, 0, -1, 0]
+            )
+            np.testing.assert_array_equal(np.asarray(hand.operator2mano), expected)
+
+
+def test_teleop_hands_is_published_empty_without_hands(harness):
+    from wilor_msgs.msg import TeleopHandArray
+
+    teleop: list[TeleopHandArray] = []
+    harness.probe.create_subscription(TeleopHandArray, "teleop_hands", teleop.append, 10)
+    harness.spin_until(lambda: harness.node.teleop_pub.get_subscription_count() > 0, 5.0)
+    harness.send_image(np.zeros((120, 160, 3), np.uint8), 7.0, [])
+    assert harness.spin_until(lambda: len(teleop) >= 1, 10.0)
+    assert len(teleop[-1].hands) == 0
+    assert stamp_of(teleop[-1]) == pytest.approx(7.0)
+
+
+def test_tracking_off_numbers_hands_per_image_and_parameters_apply_live(context, synthetic_model_dir):
+    from wilor_msgs.msg import TeleopHandArray
+
+    h = Harness(context, make_node(context, synthetic_model_dir, use_tracking=False))
+    try:
+        teleop: list[TeleopHandArray] = []
+        h.probe.create_subscription(TeleopHandArray, "teleop_hands", teleop.append, 10)
+        h.spin_until(lambda: h.node.teleop_pub.get_subscription_count() > 0, 5.0)
+        rgb = np.full((240, 320, 3), 80, np.uint8)
+        h.send_image(rgb, 1.0, THREE_BOXES)
+        assert h.wait_hands(1) and h.spin_until(lambda: len(teleop) >= 1, 10.0)
+        assert sorted(hand.id for hand in h.hands[-1].hands) == [1, 2, 3]
+        assert not any(hand.tracked or hand.filtered for hand in teleop[-1].hands)
+
+        node = h.node
+        assert node.set_parameters([Parameter("use_tracking", value=True)])[0].successful
+        assert node.set_parameters([Parameter("filter_beta", value=5.0)])[0].successful
+        assert node.set_parameters([Parameter("redetect_every_n_frames", value=3)])[0].successful
+        assert not node.set_parameters([Parameter("track_min_hits", value=0)])[0].successful
+        assert node.temporal.config.tracking and node.temporal.config.tracker.redetect_every_n_frames == 3
+        assert node.temporal.hand_filter.config.beta == 5.0
+        h.send_image(rgb, 2.0, THREE_BOXES)
+        assert h.spin_until(lambda: len(teleop) >= 2, 10.0)
+        assert all(hand.tracked and hand.filtered for hand in teleop[-1].hands)
+    finally:
+        h.close()

@@ -317,7 +317,7 @@ def test_lost_track_triggers_redetection_and_external_boxes_win(mano_path):
     assert temporal.last_report.box_source == BOX_SOURCE_TRACKER and detector.calls == 1
     backend.fail = True  # the network loses the hand: NaN output is dropped
     assert temporal.process(IMAGE, 2 / FPS, intrinsics=REAL_K) == []
-    assert temporal.last_report.num_raw == 1
+    assert temporal.last_report.num_raw == 1 and temporal.last_report.num_nonfinite == 1
     backend.fail = False
     temporal.process(IMAGE, 3 / FPS, intrinsics=REAL_K)
     assert temporal.last_report.box_source == BOX_SOURCE_DETECTOR

@@ -77,6 +77,7 @@ class FrameReport:
     detector_ran: bool  # the pipeline's detector actually ran (its cost was paid)
     redetect_reason: str  # why the detector ran ("" when it did not or boxes were given)
     num_raw: int  # hands the pipeline returned (before dropping, tracking, filtering)
+    num_nonfinite: int  # of those, dropped for NaN/inf output
     num_depth_corrected: int
     timings: StageTimings  # the pipeline's stages
     temporal_s: float  # depth + tracking + filtering time, seconds
@@ -176,6 +177,7 @@ class TemporalHandPipeline:
         self.detector_calls += int(detector_ran)
         raw_count = len(hands)
         hands = [h for h in hands if np.all(np.isfinite(h.keypoints_3d)) and np.all(np.isfinite(h.vertices))]
+        nonfinite = raw_count - len(hands)
 
         if depth_m is not None and hands:
             hands = [correct_hand_depth(h, depth_m, self.config.depth) or h for h in hands]
@@ -205,6 +207,7 @@ class TemporalHandPipeline:
             detector_ran=detector_ran,
             redetect_reason=reason if chosen is None else "",
             num_raw=raw_count,
+            num_nonfinite=nonfinite,
             num_depth_corrected=corrected,
             timings=timings,
             temporal_s=time.perf_counter() - t0,

@@ -1,12 +1,21 @@
-"""``hand_reconstruction_node``: camera images in; HandMeshArray, TF per joint, markers out.
+"""``hand_reconstruction_node``: camera images in; HandMeshArray, TeleopHandArray, TF per
+joint, markers out.
 
-A thin ROS adapter around ``wilor_ros.core.pipeline.HandPipeline``:
+A thin ROS adapter around ``wilor_ros.core.temporal.TemporalHandPipeline`` (the
+``HandPipeline`` plus depth correction, tracking, One Euro filtering and detector skipping, all
+driven by the image stamps; each part can be switched off by a parameter):
 * the image callback never runs inference: it only stores the newest frame (older unprocessed
   frames are dropped and counted), so memory stays bounded whatever the input rate;
 * one worker thread converts and processes the newest frame and publishes the results;
 * bad input (unsupported encoding, wrong step/size, corrupt JPEG, bad intrinsics, out-of-order
   stamps) is skipped with a rate-limited warning and the node keeps running;
 * latency (image stamp to publish), processing rate and drops go to /diagnostics.
+
+Ids and TF names: ``HandMesh.id`` / ``TeleopHand.id`` is the track id (stable while the hand is
+tracked; never reused). Hands are published ordered by track id, so the TF names
+(``ros/tf.py``: the first hand of a side is ``right_hand_*``, the next ``right_hand_2_*``, ...)
+go to the hands of a side in the order their tracks were born: while two right hands are both
+tracked, the older one is ``right_hand`` and the newer ``right_hand_2`` in every frame.
 """
 
 from __future__ import annotations
@@ -30,14 +39,17 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
-from wilor_msgs.msg import HandDetectionArray, HandMeshArray, MeshTopology
-from wilor_ros.core.depth import correct_hand_depth
+from wilor_msgs.msg import HandDetectionArray, HandMeshArray, MeshTopology, TeleopHandArray
+from wilor_ros.core.filtering import FilterConfig, HandFilter
 from wilor_ros.core.model_files import MissingModelFilesError
 from wilor_ros.core.pipeline import HandPipeline, ModelPaths, PipelineConfig
+from wilor_ros.core.temporal import TemporalConfig, TemporalHandPipeline
+from wilor_ros.core.tracking import TrackerConfig
 from wilor_ros.core.types import CameraIntrinsics, HandDetection, Side
 from wilor_ros.ros import image_conversion
 from wilor_ros.ros.messages import estimates_to_array_msg, mesh_topology_msg
 from wilor_ros.ros.parameters import BY_NAME, PARAMETERS
+from wilor_ros.ros.teleop import teleop_array_msg
 from wilor_ros.ros.tf import HandTfBroadcaster
 
 NODE_NAME = "hand_reconstruction"
@@ -130,6 +142,8 @@ class HandReconstructionNode(Node):
                 "running with SYNTHETIC models: the published hands are not real estimates"
             )
 
+        self.temporal = TemporalHandPipeline(self.pipeline, self.temporal_config())
+
         # ---- state
         self._slot = LatestFrameSlot()
         self._intrinsics: CameraIntrinsics | None = None
@@ -148,6 +162,7 @@ class HandReconstructionNode(Node):
         # ---- outputs
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self.hands_pub = self.create_publisher(HandMeshArray, "hands", reliable)
+        self.teleop_pub = self.create_publisher(TeleopHandArray, "teleop_hands", reliable)
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.topology_pub = self.create_publisher(MeshTopology, "hand_mesh_topology", latched)
         self.faces = getattr(self.pipeline.backend, "faces", None)
@@ -206,6 +221,45 @@ class HandReconstructionNode(Node):
             use_detector=not p["use_external_boxes"],
         )
 
+    def temporal_config(self) -> TemporalConfig:
+        p = self._params
+        return TemporalConfig(
+            tracking=p["use_tracking"],
+            filtering=p["use_filter"],
+            detector_skipping=p["detector_skipping"],
+            tracker=TrackerConfig(
+                min_hits=p["track_min_hits"],
+                max_missed_frames=p["track_max_missed_frames"],
+                redetect_every_n_frames=p["redetect_every_n_frames"],
+            ),
+            filter=FilterConfig(min_cutoff=p["filter_min_cutoff"], beta=p["filter_beta"]),
+        )
+
+    def _apply_temporal_updates(self, updates: dict) -> None:
+        """Live changes of the temporal parameters (read by the worker at its next frame)."""
+        cfg = self.temporal.config
+        for key, attr in (
+            ("use_tracking", "tracking"),
+            ("use_filter", "filtering"),
+            ("detector_skipping", "detector_skipping"),
+        ):
+            if key in updates:
+                setattr(cfg, attr, updates[key])
+        for key, attr in (
+            ("track_min_hits", "min_hits"),
+            ("track_max_missed_frames", "max_missed_frames"),
+            ("redetect_every_n_frames", "redetect_every_n_frames"),
+        ):
+            if key in updates:
+                setattr(cfg.tracker, attr, updates[key])
+        if "filter_min_cutoff" in updates or "filter_beta" in updates:
+            # filter states keep the parameters they started with: start them over
+            cfg.filter = FilterConfig(
+                min_cutoff=updates.get("filter_min_cutoff", cfg.filter.min_cutoff),
+                beta=updates.get("filter_beta", cfg.filter.beta),
+            )
+            self.temporal.hand_filter = HandFilter(cfg.filter)
+
     def _on_set_parameters(self, parameters) -> SetParametersResult:
         updates = {}
         for param in parameters:
@@ -229,6 +283,8 @@ class HandReconstructionNode(Node):
                 ):
                     if key in updates and hasattr(detector, attr):
                         setattr(detector, attr, updates[key])
+        if hasattr(self, "temporal"):
+            self._apply_temporal_updates(updates)
         if hasattr(self, "_params"):
             self._params.update(updates)
         return SetParametersResult(successful=True)
@@ -326,15 +382,14 @@ class HandReconstructionNode(Node):
                 "no camera_info yet: using the official focal heuristic (5000/256 * max(W, H)); "
                 "3D positions are approximate until camera_info arrives"
             )
-        hands = self.pipeline.predict(rgb, intrinsics=intrinsics, boxes=boxes)
-        finite = [h for h in hands if np.all(np.isfinite(h.keypoints_3d)) and np.all(np.isfinite(h.vertices))]
-        if len(finite) != len(hands):
-            self.warn_throttled("nan", f"{len(hands) - len(finite)} hand(s) with non-finite output dropped")
-        hands = finite
-        for index, hand in enumerate(hands):
-            hand.track_id = index + 1  # distinct ids per image; stable ids need tracking
-        if self._params["use_depth"] and hands:
-            hands = self._apply_depth(hands, stamp, rgb.shape[:2])
+        depth = self._depth_for(stamp, rgb.shape[:2]) if self._params["use_depth"] else None
+        # depth correction, tracking and filtering happen inside, in that order (core/temporal.py)
+        hands = self.temporal.process(rgb, stamp, intrinsics=intrinsics, boxes=boxes, depth_m=depth)
+        report = self.temporal.last_report
+        if report is not None and report.num_nonfinite:
+            self.warn_throttled("nan", f"{report.num_nonfinite} hand(s) with non-finite output dropped")
+        # ordered by track id: TF names (right_hand, right_hand_2, ...) stay with their tracks
+        hands = sorted(hands, key=lambda h: h.track_id)
         self._last_stamp = stamp
         self.publish(header, hands, rgb)
         now = time.monotonic()
@@ -343,31 +398,40 @@ class HandReconstructionNode(Node):
         self._latencies.append(latency)
         self.processed += 1
 
-    def _apply_depth(self, hands, stamp: float, image_shape: tuple[int, int]):
+    def _depth_for(self, stamp: float, image_shape: tuple[int, int]) -> np.ndarray | None:
+        """The aligned depth image (H x W metres) nearest to ``stamp``; None (with a throttled
+        warning) when none is close enough, readable or aligned."""
         candidates = [(abs(s - stamp), m) for s, m in list(self._depth)]
         if not candidates:
             self.warn_throttled("depth", "use_depth is set but no depth image arrived on 'depth'")
-            return hands
+            return None
         age, depth_msg = min(candidates, key=lambda c: c[0])
         if age > self._params["depth_max_age"]:
             self.warn_throttled(
                 "depth", f"nearest depth image is {age * 1e3:.0f} ms away from the image: not used"
             )
-            return hands
+            return None
         try:
             depth = image_conversion.depth_image_to_metres(depth_msg)
         except ValueError as exc:
             self.warn_throttled("depth", f"depth image skipped: {exc}")
-            return hands
+            return None
         if depth.shape != tuple(image_shape):
             self.warn_throttled(
                 "depth", f"depth image {depth.shape} is not aligned with the image {image_shape}: not used"
             )
-            return hands
-        return [correct_hand_depth(hand, depth) or hand for hand in hands]
+            return None
+        return depth
 
     def publish(self, header: Header, hands, rgb: np.ndarray) -> None:
         self.hands_pub.publish(estimates_to_array_msg(hands, header))
+        if self._params["publish_teleop"]:
+            teleop, skipped = teleop_array_msg(hands, header)
+            if skipped:
+                self.warn_throttled(
+                    "teleop", f"{skipped} hand(s) without a palm frame left out of teleop_hands"
+                )
+            self.teleop_pub.publish(teleop)
         if self._params["publish_tf"] and hands:
             self.tf.send_hands(hands, header, self._params["frame_prefix"])
         if (
@@ -394,6 +458,7 @@ class HandReconstructionNode(Node):
             "frames_processed": float(self.processed),
             "frames_dropped": float(self._slot.dropped),
             "frames_skipped": float(self.skipped),
+            "detector_calls": float(self.temporal.detector_calls),
             "processing_rate_hz": rate,
             "latency_mean_ms": 1e3 * float(np.mean(latencies)) if latencies else 0.0,
             "latency_max_ms": 1e3 * float(np.max(latencies)) if latencies else 0.0,
@@ -424,7 +489,7 @@ class HandReconstructionNode(Node):
         self._slot.close()
         if self._worker.is_alive():
             self._worker.join(timeout=5.0)
-        self.pipeline.close()
+        self.temporal.close()
         super().destroy_node()
 
 

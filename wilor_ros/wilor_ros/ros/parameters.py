@@ -135,7 +135,69 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         minimum=1.0,
         maximum=4.0,
     ),
+    # ---- temporal: tracking, filtering, detector skipping (core/temporal.py)
+    _spec(
+        "use_tracking",
+        True,
+        "track hands across frames: stable HandMesh.id and TF names per hand (off: hands are "
+        "numbered 1..N per image, and filtering and detector skipping are off too)",
+    ),
+    _spec(
+        "use_filter",
+        True,
+        "smooth each tracked hand with the One Euro filter (positions and rotations)",
+    ),
+    _spec(
+        "detector_skipping",
+        True,
+        "between detector frames, reconstruct from the tracked hands' predicted boxes "
+        "(MediaPipe-style; new hands are found only on detector frames)",
+    ),
+    _spec(
+        "redetect_every_n_frames",
+        10,
+        "with detector_skipping, run the detector at least every N frames (also when a track is "
+        "lost or unsure)",
+        minimum=1,
+        maximum=1000,
+    ),
+    _spec(
+        "track_min_hits",
+        1,
+        "frames a new hand must be seen before it is published (1: from its first frame; "
+        "higher hides one-frame false detections at that many frames of delay)",
+        minimum=1,
+        maximum=30,
+    ),
+    _spec(
+        "track_max_missed_frames",
+        5,
+        "frames a tracked hand may go unseen before its track (and id) ends",
+        minimum=0,
+        maximum=300,
+    ),
+    _spec(
+        "filter_min_cutoff",
+        1.0,
+        "One Euro cutoff (Hz) for a still hand: lower = less jitter at rest, more lag when motion starts",
+        minimum=0.01,
+        maximum=100.0,
+    ),
+    _spec(
+        "filter_beta",
+        20.0,
+        "One Euro speed coefficient (1/m): higher = less lag in fast motion, more jitter; the "
+        "lag error never exceeds 1/(2 pi beta) metres",
+        minimum=0.0,
+        maximum=1000.0,
+    ),
     # ---- outputs
+    _spec(
+        "publish_teleop",
+        True,
+        "publish wilor_msgs/TeleopHandArray on 'teleop_hands' (dex-retargeting convention, "
+        "every processed image, empty when no hand)",
+    ),
     _spec("frame_prefix", "", "prefix of every TF frame name, e.g. 'cam1/' -> 'cam1/right_hand_wrist'"),
     _spec("publish_tf", True, "publish one TF frame per joint on /tf"),
     _spec("publish_markers", True, "publish RViz markers on 'markers' (built only while subscribed)"),
