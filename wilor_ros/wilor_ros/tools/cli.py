@@ -153,6 +153,59 @@ def cmd_train_detector(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval_temporal(args: argparse.Namespace) -> int:
+    import json
+
+    from wilor_ros.core.filtering import FilterConfig
+    from wilor_ros.tools.eval_temporal import eval_temporal, load_npz
+    from wilor_ros.tools.record import format_temporal_report, temporal_report_dict
+
+    filter_config = FilterConfig(min_cutoff=args.min_cutoff, beta=args.beta)
+    source = Path(args.input)
+    if source.suffix.lower() == ".npz":
+        sequence = load_npz(source)
+    else:
+        from wilor_ros.core.pipeline import HandPipeline
+        from wilor_ros.core.temporal import TemporalConfig, TemporalHandPipeline
+        from wilor_ros.tools.record import record_video
+
+        # raw (unfiltered) tracked output; the report applies the filter itself for comparison
+        temporal = TemporalHandPipeline(
+            HandPipeline.from_config(pipeline_config_from_args(args)),
+            TemporalConfig(filtering=False, detector_skipping=not args.no_skipping),
+        )
+        try:
+            recorder = record_video(temporal, source, max_frames=args.max_frames)
+        finally:
+            temporal.close()
+        sequence = recorder.sequence(args.track)
+        if args.save_npz:
+            print(f"wrote {recorder.save_npz(args.save_npz, args.track)}")
+    report = eval_temporal(sequence, filter_config)
+    print(format_temporal_report(report))
+    if args.json:
+        Path(args.json).write_text(json.dumps(temporal_report_dict(report), indent=2))
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _add_temporal_commands(sub: argparse._SubParsersAction) -> None:
+    evt = sub.add_parser(
+        "eval-temporal",
+        help="jitter, MPFJE/MPFVE and lag of a video run through the pipeline or a recorded .npz",
+    )
+    evt.add_argument("input", help="video file, or .npz (stamps, keypoints_3d[, gt_keypoints_3d, ...])")
+    evt.add_argument("--json", help="also write the report to this JSON file")
+    evt.add_argument("--save-npz", help="video input: record the evaluated track to this .npz")
+    evt.add_argument("--track", type=int, help="video input: track id to evaluate (default: longest)")
+    evt.add_argument("--max-frames", type=int, help="video input: stop after this many frames")
+    evt.add_argument("--no-skipping", action="store_true", help="video input: detector on every frame")
+    evt.add_argument("--min-cutoff", type=float, default=1.0, help="One Euro min_cutoff (Hz)")
+    evt.add_argument("--beta", type=float, default=20.0, help="One Euro beta (1/m)")
+    _add_pipeline_args(evt)
+    evt.set_defaults(func=cmd_eval_temporal)
+
+
 def _add_training_commands(sub: argparse._SubParsersAction) -> None:
     train = sub.add_parser("train", help="fine-tune the reconstructor (docs/training.md; torchrun for DDP)")
     train.add_argument("--config", type=Path, help="TrainConfig YAML, e.g. config/finetune_example.yaml")
@@ -250,6 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     main_demo.add_argument("--out", type=Path, default=DEFAULT_OUT_DIR / "demo")
     main_demo.set_defaults(func=cmd_demo_main)
     _add_training_commands(sub)
+    _add_temporal_commands(sub)
     return parser
 
 
