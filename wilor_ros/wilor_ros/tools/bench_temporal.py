@@ -181,3 +181,32 @@ def run_skipping_bench(
     sequence = moving_hand_frames(mano_path, frames=frames, image_size=image_size)
     results = bench_detector_skipping(pipeline, sequence, redetect_every_n_frames)
     return results, format_table(results, detector_timed=pipeline.detector is not None)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m wilor_ros.tools.bench_temporal --model-dir DIR``: print the table."""
+    import argparse
+
+    from wilor_ros.core.pipeline import ModelPaths, PipelineConfig
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model-dir", required=True, help="models (detector.onnx optional, MANO_RIGHT.pkl)")
+    parser.add_argument("--backend", default="onnxruntime", choices=("pytorch", "onnxruntime", "tensorrt"))
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--frames", type=int, default=DEFAULT_FRAMES)
+    parser.add_argument("--redetect-every", type=int, default=10)
+    args = parser.parse_args(argv)
+    paths = ModelPaths(model_dir=args.model_dir)
+    config = PipelineConfig(models=paths, backend=args.backend, device=args.device)
+    config.use_detector = paths.resolve(paths.detector).is_file()
+    pipeline = HandPipeline.from_config(config)
+    try:
+        _, table = run_skipping_bench(pipeline, paths.resolve(paths.mano), args.frames, args.redetect_every)
+    finally:
+        pipeline.close()
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
