@@ -354,9 +354,14 @@ def write_checkpoint(
     **extra: Any,
 ) -> Path:
     """Write a Lightning-layout checkpoint {"state_dict", "wilor_ros"} atomically (temp file + rename)."""
+    payload = {STATE_DICT_KEY: state_dict, PROJECT_KEY: project_metadata(config, synthetic, **extra)}
+    return atomic_torch_save(payload, path)
+
+
+def atomic_torch_save(payload: dict[str, Any], path: str | os.PathLike[str]) -> Path:
+    """torch.save through a temporary file and a rename, so a crash never leaves half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {STATE_DICT_KEY: state_dict, PROJECT_KEY: project_metadata(config, synthetic, **extra)}
     handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     os.close(handle)
     try:

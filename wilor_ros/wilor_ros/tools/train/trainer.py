@@ -26,7 +26,6 @@ import random
 import resource
 import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +36,7 @@ import torch
 import yaml
 from torch import nn
 
-from wilor_ros.core.checkpoint import PROJECT_KEY, STATE_DICT_KEY, project_metadata
+from wilor_ros.core.checkpoint import PROJECT_KEY, STATE_DICT_KEY, atomic_torch_save, project_metadata
 from wilor_ros.core.config import config_to_dict
 from wilor_ros.core.mano import load_mano
 from wilor_ros.core.models.mano_layer import ManoLayer
@@ -203,16 +202,7 @@ def save_training_checkpoint(
             "config": config_to_dict(cfg),
         },
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(handle)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return atomic_torch_save(payload, path)
 
 
 def load_training_state(path: str | os.PathLike[str]) -> dict[str, Any]:
