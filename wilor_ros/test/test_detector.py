@@ -270,6 +270,38 @@ def test_static_export_pads_to_full_size_like_ultralytics(trained_detector: Trai
 
 
 @pytest.mark.slow
+def test_half_precision_exports(trained_detector: TrainedDetector, tmp_path: Path):
+    """half=True on CPU: FP16 weights, float32 inputs/outputs (ultralytics' CPU path); a GPU export has
+    float16 inputs/outputs, emulated here with ONNX Runtime's converter: the runtime casts for it."""
+    import onnx
+    from onnxruntime.transformers import float16
+    from ultralytics import YOLO
+
+    from wilor_ros.tools.export_detector import export_detector
+
+    half = export_detector(trained_detector.pt, tmp_path / "half.onnx", imgsz=IMGSZ, half=True)
+    detector = OnnxHandDetector(half, conf_threshold=0.25)
+    model = YOLO(str(half), task="detect")
+    for image in trained_detector.images_bgr[:2]:
+        assert_same_detections(
+            detector.detect(rgb(image)), ultralytics_predict(model, image, 0.25, 0.7), f"fp16 {image.shape}"
+        )
+
+    fp16_io = tmp_path / "fp16_io.onnx"
+    onnx.save(
+        float16.convert_float_to_float16(onnx.load(str(trained_detector.onnx)), keep_io_types=False), fp16_io
+    )
+    detector16 = OnnxHandDetector(fp16_io, conf_threshold=0.25)
+    assert detector16.input_spec()[0].dtype == "tensor(float16)"
+    reference = OnnxHandDetector(trained_detector.onnx, conf_threshold=0.25)
+    image = rgb(trained_detector.images_bgr[0])
+    got, want = detector16.detect(image), reference.detect(image)
+    assert got and want
+    assert got[0].side == want[0].side and abs(got[0].score - want[0].score) < 0.02
+    assert iou(got[0].box, want[0].box) > 0.95
+
+
+@pytest.mark.slow
 def test_detect_batch(trained_detector: TrainedDetector):
     detector = OnnxHandDetector(trained_detector.onnx, conf_threshold=0.25)
     same = [rgb(trained_detector.images_bgr[1]), rgb(trained_detector.images_bgr[1][:, ::-1])]
