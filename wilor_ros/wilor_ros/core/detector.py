@@ -349,7 +349,10 @@ class OnnxHandDetector:
             self.imgsz = (int(shape[2]), int(shape[3]))
             if self.imgsz != self.metadata.imgsz:
                 LOG.warning(
-                    "%s: input %s differs from metadata imgsz %s; using the input", path, shape, self.imgsz
+                    "%s: input %s differs from metadata imgsz %s; using the input",
+                    path,
+                    shape,
+                    self.metadata.imgsz,
                 )
         self.static_batch = None if self.dynamic_batch else int(shape[0])
         self.rect = bool(rect) and self.dynamic_hw
