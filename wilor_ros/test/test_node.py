@@ -516,3 +516,11 @@ def test_tracking_off_numbers_hands_per_image_and_parameters_apply_live(context,
         assert all(hand.tracked and hand.filtered for hand in teleop[-1].hands)
     finally:
         h.close()
+
+
+def test_generated_parameter_docs_are_up_to_date():
+    from wilor_ros.ros import parameter_docs
+
+    assert parameter_docs.yaml_text() == (PACKAGE_DIR / "config" / "wilor.yaml").read_text()
+    readme = parameter_docs.README_PATH.read_text()
+    assert parameter_docs.readme_text(readme) == readme, "run: python -m wilor_ros.ros.parameter_docs"

@@ -61,7 +61,7 @@ class PipelineConfig:
     device: str = "cpu"  # cpu | cuda | cuda:N
     precision: str = "fp32"  # fp32 | fp16 | bf16 (fp16/bf16 need a GPU)
     detection_threshold: float = 0.3  # the official demo's detector confidence
-    nms_iou_threshold: float = 0.5
+    nms_iou_threshold: float = 0.7  # ultralytics' default, used by the official demo
     max_hands: int = 4  # at most this many hands per image (highest scores first)
     # Crop side = rescale * max(h, 4/3 w): the official demo passes 2.0 (its dataset class
     # defaults to 2.5; the parity goldens cover both).

@@ -122,8 +122,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     _spec("detection_threshold", 0.3, "minimum detector confidence of a hand", minimum=0.0, maximum=1.0),
     _spec(
         "nms_iou_threshold",
-        0.5,
-        "IoU above which overlapping boxes of one side are suppressed",
+        0.7,
+        "IoU above which overlapping boxes of one side are suppressed (0.7: ultralytics' default, "
+        "which the official demo uses)",
         minimum=0.01,
         maximum=1.0,
     ),
