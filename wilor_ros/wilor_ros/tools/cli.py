@@ -248,6 +248,94 @@ def _add_training_commands(sub: argparse._SubParsersAction) -> None:
     det.set_defaults(func=cmd_train_detector)
 
 
+# ---------------------------------------------------------------- GPU deployment (engines, compare, bench)
+def cmd_build_engines(args: argparse.Namespace) -> int:
+    from wilor_ros.tools.build_engines import build_engines
+
+    built = build_engines(
+        args.model_dir or DEFAULT_MODEL_DIR,
+        precision=args.precision,
+        max_hands=args.max_hands,
+        device=args.device,
+        detector=not args.skip_detector,
+        rebuild=args.rebuild,
+        prune=args.prune,
+    )
+    for item in built:
+        print(f"{item.role:>13}: {item.status} {item.engine}")
+    return 0
+
+
+def cmd_compare_backends(args: argparse.Namespace) -> int:
+    from wilor_ros.tools.compare_backends import run_compare
+
+    _, table = run_compare(
+        args.a, args.b, args.model_dir or DEFAULT_MODEL_DIR, args.images, args.boxes, args.count, args.device
+    )
+    print(table)
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from wilor_ros.tools.bench import BenchConfig, format_bench_table, run_bench, write_report
+
+    options: dict = dict(model_size=args.model_size, device=args.device, precision=args.precision)
+    options["model_dir"] = str(args.model_dir) if args.model_dir else None
+    options["cache_dir"] = str(DEFAULT_OUT_DIR / "bench_models")
+    for key in ("backends", "hands", "warmup", "iterations", "threads"):
+        if getattr(args, key) is not None:
+            options[key] = tuple(getattr(args, key)) if key in ("backends", "hands") else getattr(args, key)
+    options["baseline"] = not args.no_baseline
+    options["detector"] = not args.no_detector
+    config = BenchConfig.quick(**options) if args.quick else BenchConfig(**options)
+    report = run_bench(config)
+    print(format_bench_table(report))
+    print(f"wrote {write_report(report, args.json)}")
+    return 0
+
+
+def _add_gpu_commands(sub: argparse._SubParsersAction) -> None:
+    build = sub.add_parser("build-engines", help="build/reuse TensorRT engines for this GPU (needs TensorRT)")
+    build.add_argument(
+        "--model-dir", type=Path, default=None, help=f"model folder (default {DEFAULT_MODEL_DIR})"
+    )
+    build.add_argument("--precision", choices=("fp16", "fp32"), default="fp16")
+    build.add_argument("--max-hands", type=int, default=4, help="largest reconstructor batch of the engine")
+    build.add_argument("--device", default="cuda", help="cuda | cuda:N")
+    build.add_argument("--skip-detector", action="store_true", help="reconstructor engine only")
+    build.add_argument("--rebuild", action="store_true", help="rebuild even when a cached engine is current")
+    build.add_argument("--prune", action="store_true", help="delete older engines of the same ONNX files")
+    build.set_defaults(func=cmd_build_engines)
+
+    cmp_ = sub.add_parser(
+        "compare-backends", help="run two backends on the same crops; per-output differences"
+    )
+    cmp_.add_argument("a", help="backend A: pytorch | onnxruntime | tensorrt, optionally :fp32/:fp16")
+    cmp_.add_argument("b", help="backend B (same syntax)")
+    cmp_.add_argument("--model-dir", type=Path, default=None)
+    cmp_.add_argument("--images", type=Path, help="image file or folder (with --boxes)")
+    cmp_.add_argument("--boxes", type=Path, help="boxes JSON (demo_boxes.json layout)")
+    cmp_.add_argument("--count", type=int, default=4, help="random crops when no images are given")
+    cmp_.add_argument("--device", help="cpu | cuda | cuda:N (default: cuda when available)")
+    cmp_.set_defaults(func=cmd_compare_backends)
+
+    bench = sub.add_parser("bench", help="per-stage latency, FPS and memory of every available backend")
+    bench.add_argument("--model-dir", type=Path, default=None, help="real models (default: synthetic set)")
+    bench.add_argument("--model-size", choices=("small", "medium", "full"), default="small")
+    bench.add_argument("--backends", nargs="+", choices=("pytorch", "onnxruntime", "tensorrt"))
+    bench.add_argument("--hands", nargs="+", type=int, help="hand counts (default 1 2 4)")
+    bench.add_argument("--warmup", type=int)
+    bench.add_argument("--iterations", type=int)
+    bench.add_argument("--device", help="cpu | cuda | cuda:N (default: cuda when available)")
+    bench.add_argument("--precision", choices=("fp32", "fp16", "bf16"), help="default: fp16 TensorRT on GPU")
+    bench.add_argument("--threads", type=int, help="CPU threads for torch / ONNX Runtime")
+    bench.add_argument("--no-baseline", action="store_true", help="skip the official-demo-style baseline")
+    bench.add_argument("--no-detector", action="store_true", help="skip the detector timing")
+    bench.add_argument("--quick", action="store_true", help="CI size: 640x480, 1-2 hands, 2 iterations")
+    bench.add_argument("--json", type=Path, default=DEFAULT_OUT_DIR / "bench.json", help="JSON report path")
+    bench.set_defaults(func=cmd_bench)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wilor-ros",
@@ -304,6 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
     main_demo.set_defaults(func=cmd_demo_main)
     _add_training_commands(sub)
     _add_temporal_commands(sub)
+    _add_gpu_commands(sub)
     return parser
 
 
