@@ -1,0 +1,116 @@
+"""Backend interface conformance: PyTorch and ONNX Runtime on one small synthetic model give the same
+output names, shapes and dtypes, handle B = 0 and batches > 1, and agree within 1e-4."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from wilor_ros.core.backends.base import INPUT_SPEC, OUTPUT_SPECS, ReconstructorOutput
+from wilor_ros.core.backends.onnxruntime_backend import OnnxRuntimeBackend
+from wilor_ros.core.backends.torch_backend import TorchBackend
+from wilor_ros.core.pipeline import ModelPaths, PipelineConfig, make_backend
+from wilor_ros.tools.compare_backends import compare_outputs, run_compare
+
+PARITY_TOL = 1e-4
+
+
+@pytest.fixture(scope="module")
+def backends(synthetic_model_dir):
+    import torch
+
+    torch.set_num_threads(2)
+    made = {}
+    for name in ("pytorch", "onnxruntime"):
+        config = PipelineConfig(models=ModelPaths(model_dir=str(synthetic_model_dir)), backend=name)
+        made[name] = make_backend(config)
+    yield made
+    for backend in made.values():
+        backend.close()
+
+
+def crops(count: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((count, *INPUT_SPEC.shape[1:])).astype(np.float32)
+
+
+def test_types_and_specs(backends):
+    assert isinstance(backends["pytorch"], TorchBackend)
+    assert isinstance(backends["onnxruntime"], OnnxRuntimeBackend)
+    for backend in backends.values():
+        assert backend.input_spec() == INPUT_SPEC
+        assert backend.output_spec() == OUTPUT_SPECS
+        assert backend.synthetic
+        assert backend.faces is not None and backend.faces.shape[1] == 3
+    np.testing.assert_array_equal(backends["pytorch"].faces, backends["onnxruntime"].faces)
+
+
+@pytest.mark.parametrize("batch", [0, 1, 3])
+def test_outputs_follow_the_spec(backends, batch):
+    x = crops(batch)
+    for name, backend in backends.items():
+        out = backend.infer(x)
+        assert isinstance(out, ReconstructorOutput) and len(out) == batch, name
+        assert tuple(out.as_dict()) == tuple(s.name for s in OUTPUT_SPECS)
+        for spec in OUTPUT_SPECS:
+            value = getattr(out, spec.name)
+            assert value.shape == (batch, *spec.shape[1:]), (name, spec.name)
+            assert value.dtype == np.dtype(spec.dtype), (name, spec.name)
+            assert np.all(np.isfinite(value)), (name, spec.name)
+
+
+def test_onnxruntime_matches_pytorch(backends):
+    x = crops(3, seed=1)
+    rows = compare_outputs(backends["pytorch"].infer(x), backends["onnxruntime"].infer(x))
+    worst = {r.name: r.max_abs for r in rows}
+    print("ORT vs PyTorch max |diff| (lengths in mm):", worst)
+    for row in rows:
+        # lengths are reported in mm: 1e-4 m = 0.1 mm
+        tol = PARITY_TOL * (1000.0 if row.unit == "mm" else 1.0)
+        assert row.max_abs < tol, row
+
+
+def test_batch_equals_single_calls(backends):
+    x = crops(3, seed=2)
+    for name, backend in backends.items():
+        batched = backend.infer(x)
+        for i in range(3):
+            single = backend.infer(x[i : i + 1])
+            for field in ReconstructorOutput.names():
+                np.testing.assert_allclose(
+                    getattr(single, field)[0],
+                    getattr(batched, field)[i],
+                    atol=PARITY_TOL,
+                    err_msg=f"{name} {field}",
+                )
+
+
+def test_bad_input_is_a_value_error(backends):
+    for backend in backends.values():
+        with pytest.raises(ValueError, match="crops must be"):
+            backend.infer(np.zeros((1, 3, 128, 128), np.float32))
+
+
+def test_compare_backends_command(synthetic_model_dir, capsys):
+    from wilor_ros.tools.cli import main
+
+    rows, table = run_compare("pytorch", "onnxruntime", synthetic_model_dir, count=2, device="cpu")
+    assert [r.name for r in rows] == list(ReconstructorOutput.names())
+    assert all(r.max_abs < 0.1 for r in rows)  # within 0.1 mm / 1e-4 units
+    assert "vertices" in table and "mm" in table
+    code = main(
+        [
+            "compare-backends",
+            "pytorch",
+            "onnxruntime:fp32",
+            "--model-dir",
+            str(synthetic_model_dir),
+            "--count",
+            "1",
+            "--device",
+            "cpu",
+        ]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "keypoints_3d" in out and "max |A-B|" in out
+    assert main(["compare-backends", "pytorch", "nonsense", "--model-dir", str(synthetic_model_dir)]) == 2
