@@ -59,6 +59,9 @@ _SCALE_UNIT = 200.0
 PIXEL_MAX = 255.0
 NORM_MEAN = np.array([PIXEL_MAX * m for m in IMAGE_MEAN], dtype=np.float32)  # (3,) RGB
 NORM_STD = np.array([PIXEL_MAX * s for s in IMAGE_STD], dtype=np.float32)  # (3,) RGB
+# 3 x 256: the normalised float32 value of every uint8 level, per channel
+_NORM_LUT = np.ascontiguousarray(((np.arange(256, dtype=np.float32)[:, None] - NORM_MEAN) / NORM_STD).T)
+_NORM_LUT_CV = [np.ascontiguousarray(row.reshape(1, 256)) for row in _NORM_LUT]  # cv2.LUT's layout
 # OpenCV 4.x warpAffine fixed point: positions in 1/1024 px, rounded to a 1/32 px bilinear table.
 _AB_BITS = 10
 _AB_SCALE = 1 << _AB_BITS
@@ -235,9 +238,30 @@ def normalize_patches(patches: np.ndarray) -> np.ndarray:
     Cast to float32 first (blurred float64 patches round here, as in the official code), then
     (x - 255 mean) / (255 std) in float32.
     """
-    x = np.asarray(patches).astype(np.float32)
+    patches = np.asarray(patches)
+    if patches.dtype == np.uint8:
+        out = np.empty((*patches.shape[:-3], RGB_CHANNELS, *patches.shape[-3:-1]), dtype=np.float32)
+        flat_in = patches.reshape(-1, *patches.shape[-3:])
+        for patch, dst in zip(flat_in, out.reshape(-1, *out.shape[-3:])):
+            normalize_patch_into(patch, dst)
+        return out
+    x = patches.astype(np.float32)
     x = (x - NORM_MEAN) / NORM_STD
     return np.ascontiguousarray(np.moveaxis(x, -1, -3))
+
+
+def normalize_patch_into(patch: np.ndarray, out: np.ndarray) -> None:
+    """One 256 x 256 x 3 patch -> ``out`` (3 x 256 x 256 float32, written in place).
+
+    uint8 patches use the same float32 formula evaluated once per possible value (a 256-entry
+    table per channel, applied with OpenCV's LUT): bit-identical to the arithmetic on every pixel
+    and about ten times faster; float64 (blurred) patches use the arithmetic.
+    """
+    if patch.dtype != np.uint8:
+        out[...] = normalize_patches(patch)
+        return
+    for channel, plane in enumerate(cv2.split(patch)):
+        cv2.LUT(plane, _NORM_LUT_CV[channel], dst=out[channel])
 
 
 def normalize_patches_torch(patches: torch.Tensor) -> torch.Tensor:
@@ -266,17 +290,13 @@ def invert_affine(affine: np.ndarray) -> np.ndarray:
     return np.array([[a11, a12, b1], [a21, a22, b2]], dtype=np.float64)
 
 
-def sample_maps(inverse: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Fixed-point bilinear sample positions of OpenCV 4.x warpAffine for the 256 x 256 crop.
+def _fixed_axes(inverse: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The separable terms of OpenCV 4.x's fixed-point sample positions (1/1024 px, int64, 256 each).
 
-    inverse: 2 x 3 crop -> source map (:func:`invert_affine`).
-    Returns xy: 256 x 256 x 2 int64, integer source pixel (x, y) of each crop pixel's top-left tap,
-    and frac: 256 x 256 int64, the 1/32-px fractional index (fy * 32 + fx).
-
-    Written out here instead of calling cv2.warpAffine because OpenCV 5 changed warpAffine's
-    bilinear arithmetic (it no longer matches the official 4.11 crops: up to 3 grey levels on
-    uint8). The official 4.x code rounds (row term) * 1024 and (column term) * 1024 separately
-    with cvRound (round half to even), adds half a 1/32 step and shifts to 1/32 px.
+    Returns (col_x, row_x, col_y, row_y): the source x of crop pixel (u, v) is
+    ``row_x[v] + col_x[u]`` and its y is ``row_y[v] + col_y[u]`` before the shifts of
+    :func:`sample_maps`. The official 4.x code rounds (row term) * 1024 and (column term) * 1024
+    separately with cvRound (round half to even) and adds half a 1/32 step to the row term.
     """
     steps = np.arange(CROP_SIZE, dtype=np.float64)
     scale = float(_AB_SCALE)
@@ -284,13 +304,44 @@ def sample_maps(inverse: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     col_y = np.rint(inverse[1, 0] * steps * scale).astype(np.int64)
     row_x = np.rint((inverse[0, 1] * steps + inverse[0, 2]) * scale).astype(np.int64) + _ROUND_DELTA
     row_y = np.rint((inverse[1, 1] * steps + inverse[1, 2]) * scale).astype(np.int64) + _ROUND_DELTA
+    return col_x, row_x, col_y, row_y
+
+
+def sample_maps(inverse: np.ndarray, origin: tuple[int, int] = (0, 0)) -> tuple[np.ndarray, np.ndarray]:
+    """Fixed-point bilinear sample positions of OpenCV 4.x warpAffine for the 256 x 256 crop.
+
+    inverse: 2 x 3 crop -> source map (:func:`invert_affine`); origin: (x0, y0) integer pixel
+    subtracted from every position (to read a window of the source instead of the whole image;
+    an integer shift changes neither the fractions nor the weights).
+    Returns xy: 256 x 256 x 2 int16, integer source pixel (x, y) of each crop pixel's top-left tap
+    (saturated to int16 as OpenCV stores it), and frac: 256 x 256 uint16, the 1/32-px fractional
+    index (fy * 32 + fx): the map pair cv2.remap takes.
+
+    Written out here instead of calling cv2.warpAffine because OpenCV 5 changed warpAffine's
+    bilinear arithmetic (it no longer matches the official 4.11 crops: up to 3 grey levels on
+    uint8).
+    """
+    col_x, row_x, col_y, row_y = _fixed_axes(inverse)
+    row_x = row_x - (int(origin[0]) << _AB_BITS)
+    row_y = row_y - (int(origin[1]) << _AB_BITS)
     shift = _AB_BITS - _INTER_BITS
+    tab_mask = _INTER_TAB_SIZE - 1
+    xy = np.empty((CROP_SIZE, CROP_SIZE, 2), dtype=np.int16)
+    if np.all(row_x == row_x[0]) and np.all(col_y == col_y[0]):
+        # axis-aligned warp (every inference crop): x depends on the column only and y on the
+        # row only, so build two 256-vectors and broadcast them instead of 256 x 256 sums
+        fixed_x1 = (row_x[0] + col_x) >> shift  # (256,) 1/32-px units per crop column
+        fixed_y1 = (row_y + col_y[0]) >> shift  # (256,) per crop row
+        xy[..., 0] = np.clip(fixed_x1 >> _INTER_BITS, _INT16_MIN, _INT16_MAX)[None, :]
+        xy[..., 1] = np.clip(fixed_y1 >> _INTER_BITS, _INT16_MIN, _INT16_MAX)[:, None]
+        frac_y = ((fixed_y1 & tab_mask) * _INTER_TAB_SIZE).astype(np.uint16)
+        frac = frac_y[:, None] + (fixed_x1 & tab_mask).astype(np.uint16)[None, :]
+        return xy, frac
     fixed_x = (row_x[:, None] + col_x[None, :]) >> shift  # 1/32-px units, rows = crop y
     fixed_y = (row_y[:, None] + col_y[None, :]) >> shift
-    tab_mask = _INTER_TAB_SIZE - 1
-    # OpenCV stores the integer part as int16 (saturating).
-    xy = np.stack([fixed_x >> _INTER_BITS, fixed_y >> _INTER_BITS], axis=-1).clip(_INT16_MIN, _INT16_MAX)
-    frac = (fixed_y & tab_mask) * _INTER_TAB_SIZE + (fixed_x & tab_mask)
+    xy[..., 0] = np.clip(fixed_x >> _INTER_BITS, _INT16_MIN, _INT16_MAX)
+    xy[..., 1] = np.clip(fixed_y >> _INTER_BITS, _INT16_MIN, _INT16_MAX)
+    frac = ((fixed_y & tab_mask) * _INTER_TAB_SIZE + (fixed_x & tab_mask)).astype(np.uint16)
     return xy, frac
 
 
@@ -299,8 +350,8 @@ def _remap(source: np.ndarray, xy: np.ndarray, frac: np.ndarray) -> np.ndarray:
     weights), black outside ``source``. The result has the dtype of ``source``."""
     return cv2.remap(
         source,
-        xy.astype(np.int16),
-        frac.astype(np.uint16),
+        xy,
+        frac,
         cv2.INTER_LINEAR,
         borderMode=cv2.BORDER_CONSTANT,
         borderValue=0,
@@ -338,16 +389,25 @@ def crop_hand_reference(
 
 
 # ---------------------------------------------------------------------------------------- fast path
-def _read_window(xy: np.ndarray, width: int, height: int) -> tuple[int, int, int, int] | None:
+def _read_window(
+    axes: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], width: int, height: int
+) -> tuple[int, int, int, int] | None:
     """Source pixels [x0, x1) x [y0, y1) the bilinear lookup reads, clamped to the image.
 
-    xy: 256 x 256 x 2 top-left taps (:func:`sample_maps`); each tap also reads x+1 and y+1.
-    None when no read touches the image (the crop is all border value).
+    axes: :func:`_fixed_axes`; each top-left tap also reads x+1 and y+1. The extremes of the
+    separable sums are the sums of the extremes (the shifts are monotonic), so no 256 x 256 map
+    is needed. None when no read touches the image (the crop is all border value).
     """
-    x0 = max(int(xy[..., 0].min()), 0)
-    y0 = max(int(xy[..., 1].min()), 0)
-    x1 = min(int(xy[..., 0].max()) + 2, width)
-    y1 = min(int(xy[..., 1].max()) + 2, height)
+    col_x, row_x, col_y, row_y = axes
+    shift = _AB_BITS  # 1/1024 px -> integer pixels (the two shifts of sample_maps)
+
+    def extent(row: np.ndarray, col: np.ndarray) -> tuple[int, int]:
+        return int(row.min() + col.min()) >> shift, int(row.max() + col.max()) >> shift
+
+    low_x, high_x = extent(row_x, col_x)
+    low_y, high_y = extent(row_y, col_y)
+    x0, y0 = max(low_x, 0), max(low_y, 0)
+    x1, y1 = min(high_x + 2, width), min(high_y + 2, height)
     if x0 >= x1 or y0 >= y1:
         return None
     return x0, y0, x1, y1
@@ -375,8 +435,8 @@ def _window_source(
         blurred = gaussian_blur(image_rgb[py0:py1, px0:px1], sigma)
         out = blurred[y0 - py0 : y1 - py0, x0 - px0 : x1 - px0]
     if flipped:
-        out = out[:, ::-1]
-    return np.ascontiguousarray(out)
+        return cv2.flip(out, 1)  # a mirrored copy of the window only (OpenCV's is SIMD-fast)
+    return out  # cv2.remap reads row-strided views, no copy needed
 
 
 def crop_patch(image_rgb: np.ndarray, geometry: CropGeometry) -> tuple[np.ndarray, np.ndarray]:
@@ -388,14 +448,18 @@ def crop_patch(image_rgb: np.ndarray, geometry: CropGeometry) -> tuple[np.ndarra
     """
     height, width = image_rgb.shape[:2]
     affine = crop_affine(geometry, width)
-    xy, frac = sample_maps(invert_affine(affine))
-    window = _read_window(xy, width, height)
+    inverse = invert_affine(affine)
+    window = _read_window(_fixed_axes(inverse), width, height)
     dtype = np.uint8 if geometry.blur_sigma is None else np.float64
     if window is None:  # the crop lies entirely outside the image: all border value
         return np.zeros((CROP_SIZE, CROP_SIZE, RGB_CHANNELS), dtype=dtype), affine
+    if geometry.blur_sigma is None and not geometry.flipped:
+        # nothing to blur or mirror: look up straight from the caller's image, no copy at all
+        xy, frac = sample_maps(inverse)
+        return _remap(image_rgb, xy, frac), affine
     source = _window_source(image_rgb, window, geometry.blur_sigma, geometry.flipped)
-    local_xy = xy - np.array([window[0], window[1]], dtype=np.int64)
-    return _remap(source, local_xy, frac), affine
+    xy, frac = sample_maps(inverse, origin=(window[0], window[1]))
+    return _remap(source, xy, frac), affine
 
 
 def crop_hands(
@@ -418,7 +482,7 @@ def crop_hands(
     for i, det in enumerate(detections):
         geometry = crop_geometry(det.box, det.side == Side.RIGHT, rescale)
         patch, affine = crop_patch(image_rgb, geometry)
-        crops[i] = normalize_patches(patch)
+        normalize_patch_into(patch, crops[i])
         centers[i] = geometry.box_center
         sizes[i] = geometry.box_size
         sides[i] = int(det.side)
