@@ -291,7 +291,28 @@ def cmd_bench(args: argparse.Namespace) -> int:
     report = run_bench(config)
     print(format_bench_table(report))
     print(f"wrote {write_report(report, args.json)}")
+    if args.detector_skipping:
+        _bench_detector_skipping(args)
     return 0
+
+
+def _bench_detector_skipping(args: argparse.Namespace) -> None:
+    """Frames/s and detector calls per frame with and without tracker-predicted boxes."""
+    from wilor_ros.core.pipeline import HandPipeline, ModelPaths, PipelineConfig
+    from wilor_ros.tools.bench_temporal import run_skipping_bench
+    from wilor_ros.tools.synthetic_models import make_synthetic_models
+
+    model_dir = args.model_dir
+    if model_dir is None:  # the synthetic set, with its (real-cost, finds-nothing) detector
+        model_dir = DEFAULT_OUT_DIR / "bench_models" / f"skipping-{args.model_size or 'small'}"
+        make_synthetic_models(model_dir, size=args.model_size or "small", detector=True)
+    config = PipelineConfig(
+        models=ModelPaths(model_dir=str(model_dir)), backend="onnxruntime", device=args.device or "cpu"
+    )
+    pipeline = HandPipeline.from_config(config)
+    _, table = run_skipping_bench(pipeline, Path(model_dir) / "MANO_RIGHT.pkl")
+    print("\ndetector skipping (tracker-predicted boxes between detections):")
+    print(table)
 
 
 def _add_gpu_commands(sub: argparse._SubParsersAction) -> None:
@@ -332,6 +353,11 @@ def _add_gpu_commands(sub: argparse._SubParsersAction) -> None:
     bench.add_argument("--no-baseline", action="store_true", help="skip the official-demo-style baseline")
     bench.add_argument("--no-detector", action="store_true", help="skip the detector timing")
     bench.add_argument("--quick", action="store_true", help="CI size: 640x480, 1-2 hands, 2 iterations")
+    bench.add_argument(
+        "--detector-skipping",
+        action="store_true",
+        help="also measure detector skipping (tracker-predicted boxes) on a rendered moving hand",
+    )
     bench.add_argument("--json", type=Path, default=DEFAULT_OUT_DIR / "bench.json", help="JSON report path")
     bench.set_defaults(func=cmd_bench)
 
