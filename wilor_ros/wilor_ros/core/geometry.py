@@ -7,10 +7,11 @@ of R, stored as [c1x, c1y, c1z, c2x, c2y, c2z] (Zhou et al. 2019, as in the offi
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.spatial.transform import Rotation
+
+# numpy rotation helpers live in a torch-free module (the ONNX/TensorRT runtime needs no torch)
+from wilor_ros.core.rotations import axis_angle_to_rotmat_np, rotmat_to_axis_angle_np  # noqa: F401
 
 # F.normalize's default lower bound on the norm; the official code relies on it (SPEC 3.7).
 NORMALIZE_EPS = 1e-12
@@ -90,30 +91,6 @@ def weak_perspective_to_translation(
     """
     depth = 2 * focal_length / (image_size * cam[:, 0] + WEAK_PERSPECTIVE_EPS)
     return torch.stack((cam[:, 1], cam[:, 2], depth), dim=-1)
-
-
-def axis_angle_to_rotmat_np(axis_angle: np.ndarray) -> np.ndarray:
-    """Axis-angle ... x 3 -> rotation matrices ... x 3 x 3 (float64), via scipy."""
-    axis_angle = np.asarray(axis_angle, dtype=np.float64)
-    if axis_angle.shape[-1] != 3:
-        raise ValueError(f"axis-angle must be ... x 3, got shape {axis_angle.shape}")
-    lead = axis_angle.shape[:-1]
-    mats = Rotation.from_rotvec(axis_angle.reshape(-1, 3)).as_matrix()
-    return mats.reshape(*lead, 3, 3)
-
-
-def rotmat_to_axis_angle_np(rotmat: np.ndarray) -> np.ndarray:
-    """Rotation matrices ... x 3 x 3 -> axis-angle ... x 3 (float64, angle in [0, pi]), via scipy.
-
-    Slightly non-orthonormal inputs (float32 network outputs) are projected to the nearest rotation by
-    scipy.
-    """
-    rotmat = np.asarray(rotmat, dtype=np.float64)
-    if rotmat.shape[-2:] != (3, 3):
-        raise ValueError(f"rotation matrices must be ... x 3 x 3, got shape {rotmat.shape}")
-    lead = rotmat.shape[:-2]
-    vecs = Rotation.from_matrix(rotmat.reshape(-1, 3, 3)).as_rotvec()
-    return vecs.reshape(*lead, 3)
 
 
 def axis_angle_to_rotmat(axis_angle: torch.Tensor) -> torch.Tensor:

@@ -21,7 +21,6 @@ import numpy as np
 from wilor_ros.core import camera, preprocessing
 from wilor_ros.core.backends.base import ReconstructorBackend, ReconstructorOutput
 from wilor_ros.core.constants import DEFAULT_RESCALE_FACTOR, MANO_PARENTS, OPENPOSE_ROTATION_SOURCE
-from wilor_ros.core.geometry import rotmat_to_axis_angle_np
 from wilor_ros.core.model_files import (
     DETECTOR_ONNX,
     MANO_RIGHT,
@@ -29,6 +28,7 @@ from wilor_ros.core.model_files import (
     RECONSTRUCTOR_ONNX,
     check_model_files,
 )
+from wilor_ros.core.rotations import rotmat_to_axis_angle_np
 from wilor_ros.core.types import CameraIntrinsics, HandDetection, HandEstimate, Side
 
 LOG = logging.getLogger(__name__)
