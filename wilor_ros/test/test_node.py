@@ -524,3 +524,29 @@ def test_generated_parameter_docs_are_up_to_date():
     assert parameter_docs.yaml_text() == (PACKAGE_DIR / "config" / "wilor.yaml").read_text()
     readme = parameter_docs.README_PATH.read_text()
     assert parameter_docs.readme_text(readme) == readme, "run: python -m wilor_ros.ros.parameter_docs"
+
+
+def test_aligned_depth_corrects_distance_and_is_flagged(context, synthetic_model_dir):
+    h = Harness(context, make_node(context, synthetic_model_dir, use_depth=True, use_filter=False))
+    depth_pub = h.probe.create_publisher(Image, "depth", qos_profile_sensor_data)
+    try:
+        k = [300.0, 0.0, 100.0, 0.0, 300.0, 80.0, 0.0, 0.0, 1.0]
+        h.info_pub.publish(CameraInfo(header=h.header(1.0), width=200, height=160, k=k))
+        assert h.spin_until(lambda: h.node._intrinsics is not None, 5.0)
+        _good_frame(h, 2.0)  # no depth image yet: the frame is still processed, uncorrected
+        first = h.hands[-1].hands[0]
+        assert not first.depth_corrected
+        wrist_z = float(first.keypoints_3d[2])
+        target = wrist_z + 0.12  # a flat surface 12 cm behind the estimate, in millimetres (16UC1)
+        depth_mm = np.full((160, 200), round(target * 1000), np.uint16)
+        h.spin_until(lambda: depth_pub.get_subscription_count() > 0, 5.0)
+        depth_pub.publish(numpy_to_image(depth_mm, "16UC1", h.header(3.0)))
+        h.spin_until(lambda: len(h.node._depth) > 0, 5.0)
+        _good_frame(h, 3.0)
+        corrected = h.hands[-1].hands[0]
+        assert corrected.depth_corrected
+        # the median joint now sits about one skin-to-joint offset behind the measured surface
+        joint_z = np.median(np.asarray(corrected.keypoints_3d).reshape(21, 3)[:, 2])
+        assert abs(joint_z - (target + 0.008)) < 0.02
+    finally:
+        h.close()
