@@ -236,3 +236,33 @@ def test_config_rejects_bad_values():
         load_config(PipelineConfig, overrides=["max_hands=0"])
     cfg = load_config(PipelineConfig, overrides=["models.model_dir=/x", "rescale_factor=2.5"])
     assert cfg.models.model_dir == "/x" and cfg.rescale_factor == 2.5
+
+
+def test_cli_export_writes_both_onnx_files_and_skips_when_up_to_date(synthetic_model_dir, tmp_path):
+    import shutil
+
+    from wilor_ros.core.detector import OnnxHandDetector
+    from wilor_ros.tools.cli import main
+    from wilor_ros.tools.export_detector import make_synthetic_detector
+
+    for name in ("wilor_final.ckpt", "MANO_RIGHT.pkl"):
+        shutil.copy(synthetic_model_dir / name, tmp_path / name)
+    make_synthetic_detector(tmp_path / "det")
+    shutil.copy(tmp_path / "det" / "detector.pt", tmp_path / "detector.pt")
+    assert main(["export", "--model-dir", str(tmp_path)]) == 0
+    recon, det = tmp_path / "wilor.onnx", tmp_path / "detector.onnx"
+    assert OnnxRuntimeBackend(recon).synthetic
+    detector = OnnxHandDetector(det)
+    assert detector.names == {0: "left", 1: "right"}
+    stamps = (recon.stat().st_mtime_ns, det.stat().st_mtime_ns)
+    assert main(["export", "--model-dir", str(tmp_path)]) == 0
+    assert (recon.stat().st_mtime_ns, det.stat().st_mtime_ns) == stamps, "up-to-date files were rewritten"
+
+
+def test_cli_export_names_every_missing_file(tmp_path, capsys):
+    from wilor_ros.tools.cli import main
+
+    assert main(["export", "--model-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    for name in ("wilor_final.ckpt", "MANO_RIGHT.pkl", "detector.pt"):
+        assert name in err
