@@ -15,6 +15,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -31,10 +32,14 @@ from wilor_ros.core.model_files import (
 from wilor_ros.core.rotations import rotmat_to_axis_angle_np
 from wilor_ros.core.types import CameraIntrinsics, HandDetection, HandEstimate, Side
 
+if TYPE_CHECKING:  # the device path imports torch lazily; the CPU path must not need it
+    from wilor_ros.core.device_preprocessing import CropMetadata
+
 LOG = logging.getLogger(__name__)
 
 BACKEND_CHOICES = ("pytorch", "onnxruntime", "tensorrt")
 PRECISION_CHOICES = ("fp32", "fp16", "bf16")
+DEVICE_PREPROCESSING_BACKENDS = ("pytorch", "tensorrt")  # the backends with infer_tensor()
 
 
 @dataclass
@@ -67,6 +72,9 @@ class PipelineConfig:
     # defaults to 2.5; the parity goldens cover both).
     rescale_factor: float = DEFAULT_RESCALE_FACTOR
     use_detector: bool = True  # False: only boxes given to predict() are used
+    # True: upload the frame once, crop/normalise on `device` (core/device_preprocessing.py) and hand
+    # the crops to backend.infer_tensor; within about one grey level of the exact CPU crop
+    device_preprocessing: bool = False
 
     def validate(self) -> None:
         if self.backend not in BACKEND_CHOICES:
@@ -83,6 +91,11 @@ class PipelineConfig:
             raise ValueError(f"max_hands must be >= 1, got {self.max_hands}")
         if not 1.0 <= self.rescale_factor <= 4.0:
             raise ValueError(f"rescale_factor must be in [1, 4], got {self.rescale_factor}")
+        if self.device_preprocessing and self.backend not in DEVICE_PREPROCESSING_BACKENDS:
+            raise ValueError(
+                f"device_preprocessing needs a torch-tensor backend {DEVICE_PREPROCESSING_BACKENDS}, "
+                f"got {self.backend!r}; set device_preprocessing=False for onnxruntime"
+            )
 
 
 @dataclass
@@ -222,11 +235,26 @@ class HandPipeline:
         t2 = time.perf_counter()
         timings.detect = t2 - t1
 
-        batch = preprocessing.crop_hands(rgb, detections, self.config.rescale_factor)
+        batch: preprocessing.CropBatch | CropMetadata
+        if self.config.device_preprocessing:
+            import torch  # lazy: only this option needs torch here
+
+            from wilor_ros.core.device_preprocessing import crop_hands_torch
+
+            # one upload per frame; crops stay on the device until the backend's outputs come back
+            frame = torch.from_numpy(rgb).to(self.config.device)
+            crops, batch = crop_hands_torch(frame, detections, self.config.rescale_factor)
+        else:
+            batch = preprocessing.crop_hands(rgb, detections, self.config.rescale_factor)
         t3 = time.perf_counter()
         timings.crop = t3 - t2
 
-        output = self.backend.infer(batch.crops)
+        if not self.config.device_preprocessing:
+            output = self.backend.infer(batch.crops)
+        elif len(batch) == 0:
+            output = ReconstructorOutput.empty()
+        else:
+            output = self.backend.infer_tensor(crops)  # type: ignore[attr-defined]
         t4 = time.perf_counter()
         timings.reconstruct = t4 - t3
 
@@ -238,7 +266,7 @@ class HandPipeline:
     def postprocess(
         self,
         output: ReconstructorOutput,
-        batch: preprocessing.CropBatch,
+        batch: preprocessing.CropBatch | CropMetadata,
         detections: list[HandDetection],
         intrinsics: CameraIntrinsics,
     ) -> list[HandEstimate]:
