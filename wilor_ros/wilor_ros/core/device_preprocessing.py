@@ -25,7 +25,6 @@ built: a crop pixel whose mirrored-image position is x' reads source column ``x 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -38,6 +37,7 @@ from wilor_ros.core.preprocessing import (
     _INTER_TAB_SIZE,
     RGB_CHANNELS,
     CropGeometry,
+    CropMetadata,
     _fixed_axes,
     crop_affine,
     crop_geometry,
@@ -52,32 +52,6 @@ from wilor_ros.core.types import HandDetection, Side
 _MIN_SIDE = 2
 # bilinear lookups read the top-left tap and the one after it
 _BILINEAR_EXTRA_TAP = 1
-
-
-@dataclass
-class CropMetadata:
-    """Everything :class:`preprocessing.CropBatch` holds except the crops (those stay on the device).
-
-    box_centers: B x 2 float32, unmirrored box centres (source pixels).
-    box_sizes: (B,) float64, crop sides S (source pixels).
-    sides: (B,) int64, Side values (0 left, 1 right).
-    affines: B x 2 x 3 float64, forward maps source (mirrored for left hands) -> crop pixels.
-    image_size: (W, H) of the source image.
-    """
-
-    box_centers: np.ndarray
-    box_sizes: np.ndarray
-    sides: np.ndarray
-    affines: np.ndarray
-    image_size: tuple[int, int]
-
-    def __len__(self) -> int:
-        return int(self.box_sizes.shape[0])
-
-    @property
-    def is_right(self) -> np.ndarray:
-        """(B,) bool."""
-        return self.sides == int(Side.RIGHT)
 
 
 def _check_image(image: torch.Tensor) -> None:
@@ -203,7 +177,9 @@ def crop_hands_torch(
         centers[i] = geometry.box_center
         sizes[i] = geometry.box_size
         sides[i] = int(det.side)
-    meta = CropMetadata(centers, sizes, sides, affines, (width, height))
+    meta = CropMetadata(
+        box_centers=centers, box_sizes=sizes, sides=sides, affines=affines, image_size=(width, height)
+    )
     patches = torch.zeros((count, CROP_SIZE, CROP_SIZE, RGB_CHANNELS), dtype=torch.float32, device=device)
     if count == 0:
         return normalize_patches_torch(patches), meta

@@ -15,7 +15,6 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -31,9 +30,6 @@ from wilor_ros.core.model_files import (
 )
 from wilor_ros.core.rotations import rotmat_to_axis_angle_np
 from wilor_ros.core.types import CameraIntrinsics, HandDetection, HandEstimate, Side
-
-if TYPE_CHECKING:  # the device path imports torch lazily; the CPU path must not need it
-    from wilor_ros.core.device_preprocessing import CropMetadata
 
 LOG = logging.getLogger(__name__)
 
@@ -235,7 +231,7 @@ class HandPipeline:
         t2 = time.perf_counter()
         timings.detect = t2 - t1
 
-        batch: preprocessing.CropBatch | CropMetadata
+        batch: preprocessing.CropMetadata
         if self.config.device_preprocessing:
             import torch  # lazy: only this option needs torch here
 
@@ -266,7 +262,7 @@ class HandPipeline:
     def postprocess(
         self,
         output: ReconstructorOutput,
-        batch: preprocessing.CropBatch | CropMetadata,
+        batch: preprocessing.CropMetadata,
         detections: list[HandDetection],
         intrinsics: CameraIntrinsics,
     ) -> list[HandEstimate]:

@@ -28,7 +28,7 @@ RGB after warping; blur and warp act per channel, so warping RGB directly gives 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import cv2
@@ -110,10 +110,9 @@ class CropResult:
 
 
 @dataclass
-class CropBatch:
-    """All hands of one image, ready for one network call.
+class CropMetadata:
+    """Where the crops of one image came from (everything but the pixels).
 
-    crops: B x 3 x 256 x 256 float32, normalised RGB.
     box_centers: B x 2 float32, unmirrored box centres (source pixels).
     box_sizes: (B,) float64, crop sides S (source pixels).
     sides: (B,) int64, Side values (0 left, 1 right).
@@ -121,7 +120,6 @@ class CropBatch:
     image_size: (W, H) of the source image.
     """
 
-    crops: np.ndarray
     box_centers: np.ndarray
     box_sizes: np.ndarray
     sides: np.ndarray
@@ -129,12 +127,20 @@ class CropBatch:
     image_size: tuple[int, int]
 
     def __len__(self) -> int:
-        return int(self.crops.shape[0])
+        return int(self.box_sizes.shape[0])
 
     @property
     def is_right(self) -> np.ndarray:
         """(B,) bool."""
         return self.sides == int(Side.RIGHT)
+
+
+@dataclass
+class CropBatch(CropMetadata):
+    """All hands of one image, ready for one network call: the metadata plus
+    crops: B x 3 x 256 x 256 float32, normalised RGB (host memory)."""
+
+    crops: np.ndarray = field(default_factory=lambda: np.zeros((0, 3, CROP_SIZE, CROP_SIZE), np.float32))
 
 
 # ---------------------------------------------------------------------------------------- input
@@ -487,4 +493,11 @@ def crop_hands(
         sizes[i] = geometry.box_size
         sides[i] = int(det.side)
         affines[i] = affine
-    return CropBatch(crops, centers, sizes, sides, affines, (width, height))
+    return CropBatch(
+        box_centers=centers,
+        box_sizes=sizes,
+        sides=sides,
+        affines=affines,
+        image_size=(width, height),
+        crops=crops,
+    )

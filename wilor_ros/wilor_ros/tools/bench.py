@@ -211,12 +211,12 @@ def time_baseline(
             net_s += time.perf_counter() - c1
         t2 = time.perf_counter()
         batch = preprocessing.CropBatch(
-            np.stack([r.crop for r, _ in results]),
-            np.stack([r.box_center for r, _ in results]),
-            np.array([r.box_size for r, _ in results]),
-            np.array([int(d.side) for d in boxes]),
-            np.stack([r.affine for r, _ in results]),
-            (rgb.shape[1], rgb.shape[0]),
+            crops=np.stack([r.crop for r, _ in results]),
+            box_centers=np.stack([r.box_center for r, _ in results]),
+            box_sizes=np.array([r.box_size for r, _ in results]),
+            sides=np.array([int(d.side) for d in boxes]),
+            affines=np.stack([r.affine for r, _ in results]),
+            image_size=(rgb.shape[1], rgb.shape[0]),
         )
         output = ReconstructorOutput(
             **{n: np.concatenate([getattr(o, n) for _, o in results]) for n in ReconstructorOutput.names()}
