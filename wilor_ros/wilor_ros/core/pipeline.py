@@ -26,6 +26,7 @@ from wilor_ros.core.model_files import (
     MANO_RIGHT,
     RECONSTRUCTOR_CKPT,
     RECONSTRUCTOR_ONNX,
+    ModelFileInfo,
     check_model_files,
 )
 from wilor_ros.core.rotations import rotmat_to_axis_angle_np
@@ -109,17 +110,34 @@ class StageTimings:
         return self.convert + self.detect + self.crop + self.reconstruct + self.postprocess
 
 
-def make_backend(config: PipelineConfig) -> ReconstructorBackend:
-    """The reconstructor runtime the config names (files checked first, all at once)."""
+def reconstructor_files(config: PipelineConfig) -> list[tuple[Path, ModelFileInfo]]:
+    """The files the configured reconstructor backend reads (resolved paths, with their info)."""
     paths = config.models
     if config.backend == "pytorch":
-        ckpt, mano = paths.resolve(paths.checkpoint), paths.resolve(paths.mano)
-        check_model_files([(ckpt, RECONSTRUCTOR_CKPT), (mano, MANO_RIGHT)])
+        return [
+            (paths.resolve(paths.checkpoint), RECONSTRUCTOR_CKPT),
+            (paths.resolve(paths.mano), MANO_RIGHT),
+        ]
+    return [(paths.resolve(paths.reconstructor_onnx), RECONSTRUCTOR_ONNX)]
+
+
+def required_model_files(config: PipelineConfig) -> list[tuple[Path, ModelFileInfo]]:
+    """Every model file the pipeline needs: the detector (when used) and the reconstructor's."""
+    paths = config.models
+    detector = [(paths.resolve(paths.detector), DETECTOR_ONNX)] if config.use_detector else []
+    return detector + reconstructor_files(config)
+
+
+def make_backend(config: PipelineConfig) -> ReconstructorBackend:
+    """The reconstructor runtime the config names (files checked first, all at once)."""
+    files = reconstructor_files(config)
+    check_model_files(files)
+    if config.backend == "pytorch":
         from wilor_ros.core.backends.torch_backend import TorchBackend
 
+        (ckpt, _), (mano, _) = files
         return TorchBackend.from_files(ckpt, mano, device=config.device, precision=config.precision)
-    onnx_path = paths.resolve(paths.reconstructor_onnx)
-    check_model_files([(onnx_path, RECONSTRUCTOR_ONNX)])
+    onnx_path = files[0][0]
     if config.backend == "onnxruntime":
         from wilor_ros.core.backends.onnxruntime_backend import OnnxRuntimeBackend
 
@@ -127,17 +145,6 @@ def make_backend(config: PipelineConfig) -> ReconstructorBackend:
     from wilor_ros.core.backends.tensorrt_backend import TensorRTBackend
 
     return TensorRTBackend.from_onnx(onnx_path, device=config.device, precision=config.precision)
-
-
-def missing_files(config: PipelineConfig) -> list[Path]:
-    """Model files the config needs that do not exist (for start-up checks and `make demo`)."""
-    paths = config.models
-    needed = [paths.resolve(paths.detector)] if config.use_detector else []
-    if config.backend == "pytorch":
-        needed += [paths.resolve(paths.checkpoint), paths.resolve(paths.mano)]
-    else:
-        needed.append(paths.resolve(paths.reconstructor_onnx))
-    return [p for p in needed if not p.is_file()]
 
 
 def global_joint_rotations(global_orient: np.ndarray, hand_pose: np.ndarray) -> np.ndarray:
@@ -173,24 +180,14 @@ class HandPipeline:
     @classmethod
     def from_config(cls, config: PipelineConfig) -> HandPipeline:
         config.validate()
+        # every file up front, so the user gets ONE error listing all that is missing
+        check_model_files(required_model_files(config))
         detector = None
         if config.use_detector:
-            paths = config.models
-            det_path = paths.resolve(paths.detector)
-            # check every file up front so the user gets ONE error listing all that is missing
-            needed = [(det_path, DETECTOR_ONNX)]
-            if config.backend == "pytorch":
-                needed += [
-                    (paths.resolve(paths.checkpoint), RECONSTRUCTOR_CKPT),
-                    (paths.resolve(paths.mano), MANO_RIGHT),
-                ]
-            else:
-                needed.append((paths.resolve(paths.reconstructor_onnx), RECONSTRUCTOR_ONNX))
-            check_model_files(needed)
             from wilor_ros.core.detector import OnnxHandDetector
 
             detector = OnnxHandDetector(
-                det_path,
+                config.models.resolve(config.models.detector),
                 conf_threshold=config.detection_threshold,
                 iou_threshold=config.nms_iou_threshold,
                 device=config.device,
