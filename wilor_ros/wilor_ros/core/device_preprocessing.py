@@ -32,13 +32,11 @@ import torch.nn.functional as F
 
 from wilor_ros.core.constants import CROP_SIZE, DEFAULT_RESCALE_FACTOR
 from wilor_ros.core.preprocessing import (
-    _AB_BITS,
-    _INTER_BITS,
-    _INTER_TAB_SIZE,
     RGB_CHANNELS,
+    SUBPIXEL_STEPS,
     CropGeometry,
     CropMetadata,
-    _fixed_axes,
+    axis_aligned_positions,
     crop_affine,
     crop_geometry,
     gaussian_radius,
@@ -72,14 +70,12 @@ def opencv_positions(geometry: CropGeometry, affine: np.ndarray, width: int) -> 
     Crop affines are axis-aligned (a scale and a shift), so x depends on the crop column only and y on
     the row only. Returns x (256,) per crop column and y (256,) per crop row, float64 multiples of
     1/32 px: the inverse affine in OpenCV's fixed point rounded to its 1/32-px grid
-    (preprocessing.sample_maps' axis-aligned branch). Left hands: computed in mirrored coordinates,
+    (preprocessing.axis_aligned_positions). Left hands: computed in mirrored coordinates,
     then x = W - 1 - x' (the source column of mirrored column x').
     """
-    col_x, row_x, col_y, row_y = _fixed_axes(invert_affine(affine))
-    assert np.all(row_x == row_x[0]) and np.all(col_y == col_y[0]), "crop affines are axis-aligned"
-    shift = _AB_BITS - _INTER_BITS
-    x = ((row_x[0] + col_x) >> shift).astype(np.float64) / _INTER_TAB_SIZE
-    y = ((row_y + col_y[0]) >> shift).astype(np.float64) / _INTER_TAB_SIZE
+    positions = axis_aligned_positions(invert_affine(affine))
+    assert positions is not None, "crop affines are axis-aligned"
+    x, y = (p.astype(np.float64) / SUBPIXEL_STEPS for p in positions)
     if geometry.flipped:
         x = (width - 1.0) - x
     return x, y

@@ -67,6 +67,7 @@ _AB_BITS = 10
 _AB_SCALE = 1 << _AB_BITS
 _INTER_BITS = 5
 _INTER_TAB_SIZE = 1 << _INTER_BITS
+SUBPIXEL_STEPS = _INTER_TAB_SIZE  # OpenCV's bilinear positions lie on a 1/32-px grid
 _ROUND_DELTA = _AB_SCALE // _INTER_TAB_SIZE // 2
 _INT16_MIN, _INT16_MAX = -(1 << 15), (1 << 15) - 1
 RGB_CHANNELS = 3
@@ -313,6 +314,25 @@ def _fixed_axes(inverse: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return col_x, row_x, col_y, row_y
 
 
+def axis_aligned_positions(
+    inverse: np.ndarray, origin: tuple[int, int] = (0, 0)
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """OpenCV 4.x's fixed-point sample positions of an axis-aligned warp (no rotation).
+
+    inverse: 2 x 3 crop -> source map; origin: (x0, y0) integer pixel subtracted from every position.
+    Returns x (256,) per crop column and y (256,) per crop row, int64 in 1/SUBPIXEL_STEPS px (the
+    source x of crop pixel (u, v) depends on u only and its y on v only); None when the warp
+    rotates, so positions depend on both axes.
+    """
+    col_x, row_x, col_y, row_y = _fixed_axes(inverse)
+    if not (np.all(row_x == row_x[0]) and np.all(col_y == col_y[0])):
+        return None
+    shift = _AB_BITS - _INTER_BITS
+    x = (row_x[0] - (int(origin[0]) << _AB_BITS) + col_x) >> shift
+    y = (row_y - (int(origin[1]) << _AB_BITS) + col_y[0]) >> shift
+    return x, y
+
+
 def sample_maps(inverse: np.ndarray, origin: tuple[int, int] = (0, 0)) -> tuple[np.ndarray, np.ndarray]:
     """Fixed-point bilinear sample positions of OpenCV 4.x warpAffine for the 256 x 256 crop.
 
@@ -327,22 +347,22 @@ def sample_maps(inverse: np.ndarray, origin: tuple[int, int] = (0, 0)) -> tuple[
     bilinear arithmetic (it no longer matches the official 4.11 crops: up to 3 grey levels on
     uint8).
     """
-    col_x, row_x, col_y, row_y = _fixed_axes(inverse)
-    row_x = row_x - (int(origin[0]) << _AB_BITS)
-    row_y = row_y - (int(origin[1]) << _AB_BITS)
-    shift = _AB_BITS - _INTER_BITS
     tab_mask = _INTER_TAB_SIZE - 1
     xy = np.empty((CROP_SIZE, CROP_SIZE, 2), dtype=np.int16)
-    if np.all(row_x == row_x[0]) and np.all(col_y == col_y[0]):
-        # axis-aligned warp (every inference crop): x depends on the column only and y on the
-        # row only, so build two 256-vectors and broadcast them instead of 256 x 256 sums
-        fixed_x1 = (row_x[0] + col_x) >> shift  # (256,) 1/32-px units per crop column
-        fixed_y1 = (row_y + col_y[0]) >> shift  # (256,) per crop row
+    aligned = axis_aligned_positions(inverse, origin)
+    if aligned is not None:
+        # axis-aligned warp (every inference crop): broadcast the two 256-vectors instead of
+        # forming 256 x 256 sums
+        fixed_x1, fixed_y1 = aligned
         xy[..., 0] = np.clip(fixed_x1 >> _INTER_BITS, _INT16_MIN, _INT16_MAX)[None, :]
         xy[..., 1] = np.clip(fixed_y1 >> _INTER_BITS, _INT16_MIN, _INT16_MAX)[:, None]
         frac_y = ((fixed_y1 & tab_mask) * _INTER_TAB_SIZE).astype(np.uint16)
         frac = frac_y[:, None] + (fixed_x1 & tab_mask).astype(np.uint16)[None, :]
         return xy, frac
+    col_x, row_x, col_y, row_y = _fixed_axes(inverse)
+    row_x = row_x - (int(origin[0]) << _AB_BITS)
+    row_y = row_y - (int(origin[1]) << _AB_BITS)
+    shift = _AB_BITS - _INTER_BITS
     fixed_x = (row_x[:, None] + col_x[None, :]) >> shift  # 1/32-px units, rows = crop y
     fixed_y = (row_y[:, None] + col_y[None, :]) >> shift
     xy[..., 0] = np.clip(fixed_x >> _INTER_BITS, _INT16_MIN, _INT16_MAX)
