@@ -93,21 +93,30 @@ def make_hand(mano_path: Path, cam_t, side: Side = Side.RIGHT, seed: int = 0) ->
 
 
 def fit_crop_camera(
-    hand: TruthHand, box: np.ndarray, intrinsics: CameraIntrinsics, rescale: float
+    hand: TruthHand, box: np.ndarray, intrinsics: CameraIntrinsics, rescale: float, crop_side: Side
 ) -> np.ndarray:
     """[s, tx, ty] of the 256-pixel crop camera (focal 5000) that best reprojects the hand's
-    true keypoints into the (unmirrored) crop of ``box``, as a perfect network would regress."""
+    true keypoints into the (unmirrored) crop of ``box``, as a perfect network would regress.
+
+    The geometry the pipeline will publish is the right-hand model mirrored when the crop was
+    mirrored (``crop_side`` LEFT). A hand cropped with the wrong side gets the true hand's size
+    (depth) and the image placement that best fits its mirror image: a network shown a mirrored
+    hand still sees how big it is and where it lies, only the handedness is wrong."""
     geometry = preprocessing.crop_geometry(box, True, rescale)
     uv = camera.project_points(hand.joints_cam, intrinsics)
     crop_uv = (uv - geometry.box_center) * (CROP_SIZE / geometry.box_size)  # centred crop pixels
-    model = hand.joints * hand.mirror()
 
-    def residual(t: np.ndarray) -> np.ndarray:
-        p = model + t
-        return (FOCAL_LENGTH * p[:, :2] / p[:, 2:3] - crop_uv).ravel()
+    def fit(model: np.ndarray, guess: np.ndarray, depth: float | None = None) -> np.ndarray:
+        def residual(t: np.ndarray) -> np.ndarray:
+            p = model + (t if depth is None else np.append(t, depth))
+            return (FOCAL_LENGTH * p[:, :2] / p[:, 2:3] - crop_uv).ravel()
 
-    guess = np.array([0.0, 0.0, 2.0 * FOCAL_LENGTH / CROP_SIZE / 0.5])
-    t = least_squares(residual, guess).x
+        t = least_squares(residual, guess if depth is None else guess[:2]).x
+        return t if depth is None else np.append(t, depth)
+
+    t = fit(hand.joints * hand.mirror(), np.array([0.0, 0.0, 2.0 * FOCAL_LENGTH / CROP_SIZE / 0.5]))
+    if crop_side != hand.side:
+        t = fit(hand.joints * (MIRROR_X if crop_side == Side.LEFT else np.ones(3)), t, depth=float(t[2]))
     return np.array([2.0 * FOCAL_LENGTH / (CROP_SIZE * t[2]), t[0], t[1]])
 
 
@@ -122,12 +131,12 @@ class OracleBackend(ReconstructorBackend):
         self.fail = False  # True: every output is NaN (lost hand)
         self.noise_m = 0.0
         self.rng = np.random.default_rng(0)
-        self.pipeline: RecordingPipeline | None = None
+        self.pipeline: HandPipeline | None = None
         self.camera = REAL_K  # the camera that "took" the picture (whatever K the pipeline uses)
 
     def infer(self, crops: np.ndarray) -> ReconstructorOutput:
         assert self.pipeline is not None
-        boxes = self.pipeline.used_boxes
+        boxes = self.pipeline.last_detections  # the hands as the pipeline cropped them
         assert len(boxes) == len(crops)
         intr = self.camera
         out = {name: [] for name in ReconstructorOutput.names()}
@@ -137,7 +146,7 @@ class OracleBackend(ReconstructorBackend):
                 self.scene,
                 key=lambda h: np.linalg.norm(0.5 * (h.box(intr)[:2] + h.box(intr)[2:]) - centre),
             )
-            cam = fit_crop_camera(hand, det.box, intr, self.pipeline.config.rescale_factor)
+            cam = fit_crop_camera(hand, det.box, intr, self.pipeline.config.rescale_factor, det.side)
             cam[0] /= self.depth_scale
             noise = self.rng.normal(0.0, self.noise_m, 3) if self.noise_m else np.zeros(3)
             sign = 1.0 if det.side == Side.RIGHT else -1.0
@@ -167,29 +176,16 @@ class TruthDetector:
     def __init__(self, backend: OracleBackend) -> None:
         self.backend = backend
         self.calls = 0
+        self.mislabel: set[int] = set()  # scene hands reported with the other side
 
     def detect(self, rgb: np.ndarray) -> list[HandDetection]:
         self.calls += 1
         assert self.backend.pipeline is not None
         intr = self.backend.camera
-        return [HandDetection(h.box(intr), h.side, 0.95) for h in self.backend.scene]
-
-
-class RecordingPipeline(HandPipeline):
-    """The production pipeline; it remembers the boxes of the current frame so the oracle can
-    play the network."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.used_boxes: list[HandDetection] = []
-
-    def detect(self, image_rgb):
-        self.used_boxes = super().detect(image_rgb)
-        return self.used_boxes
-
-    def predict(self, image, intrinsics=None, boxes=None):
-        self.used_boxes = [] if boxes is None else list(boxes)[: self.config.max_hands]
-        return super().predict(image, intrinsics=intrinsics, boxes=boxes)
+        return [
+            HandDetection(h.box(intr), Side(1 - h.side) if i in self.mislabel else h.side, 0.95)
+            for i, h in enumerate(self.backend.scene)
+        ]
 
 
 def make_temporal(
@@ -197,7 +193,7 @@ def make_temporal(
 ) -> tuple[TemporalHandPipeline, OracleBackend, TruthDetector]:
     backend = OracleBackend()
     detector = TruthDetector(backend)
-    pipeline = RecordingPipeline(PipelineConfig(), backend, detector)
+    pipeline = HandPipeline(PipelineConfig(), backend, detector)
     backend.pipeline = pipeline
     return TemporalHandPipeline(pipeline, config), backend, detector
 
@@ -306,6 +302,41 @@ def test_ids_stay_stable_while_the_detector_is_skipped(mano_path):
     assert detector.calls == temporal.detector_calls == sources.count(BOX_SOURCE_DETECTOR)
     assert sources.count(BOX_SOURCE_TRACKER) >= 9, sources
     assert detector.calls <= 5, sources
+
+
+def _handedness(vertices: np.ndarray, faces: np.ndarray) -> int:
+    """+1 for right-hand geometry, -1 for its mirror image: the sign of the mesh's signed volume
+    (MANO's faces are wound for the right hand; mirroring the vertices flips the sign whatever
+    the pose or position)."""
+    v = vertices - vertices.mean(axis=0)
+    a, b, c = v[faces[:, 0]], v[faces[:, 1]], v[faces[:, 2]]
+    return int(np.sign(np.einsum("ij,ij->", a, np.cross(b, c))))
+
+
+def test_a_side_flip_of_the_detector_never_publishes_a_mirror_wrong_hand(mano_path):
+    from wilor_ros.core.mano import load_mano
+
+    faces = load_mano(mano_path).faces
+    config = TemporalConfig(detector_skipping=False, tracker=TrackerConfig(min_hits=1, side_flip_frames=3))
+    temporal, backend, detector = make_temporal(config)
+    flipped_frames = {4, 9, 10}  # the right hand is called LEFT once, then twice in a row
+    for frame in range(14):
+        scene = _moving_scene(mano_path, frame)
+        backend.scene = scene
+        detector.mislabel = {0} if frame in flipped_frames else set()
+        out = temporal.process(IMAGE, 30.0 + frame / FPS, intrinsics=REAL_K)
+        assert sorted(h.side for h in out) == [Side.LEFT, Side.RIGHT], frame
+        for hand in out:
+            # the label the teleop user reads and the geometry agree, and both are the truth
+            assert _handedness(hand.vertices, faces) == (1 if hand.side == Side.RIGHT else -1), frame
+            truth = next(h for h in scene if h.side == hand.side)
+            assert np.abs(hand.keypoints_3d - truth.joints_cam).max() < 0.06, frame
+            if frame in flipped_frames and hand.side == Side.RIGHT:
+                assert hand.detected_side == Side.LEFT  # the detector's call is kept
+        assert temporal.last_report.num_side_reruns == 0  # decided before the crop
+    # control: the mesh test tells the sides apart (a left truth hand is mirror geometry)
+    left = next(h for h in _moving_scene(mano_path, 0) if h.side == Side.LEFT)
+    assert _handedness(left.vertices_cam, faces) == -1 and _handedness(left.vertices, faces) == 1
 
 
 def test_lost_track_triggers_redetection_and_external_boxes_win(mano_path):

@@ -3,11 +3,13 @@ predicted boxes and the re-detection schedule, on synthetic hands seen by a pinh
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from wilor_ros.core.tracking import HandTracker, TrackerConfig, box_iou, keypoint_box
-from wilor_ros.core.types import CameraIntrinsics, HandEstimate, Side
+from wilor_ros.core.types import CameraIntrinsics, HandDetection, HandEstimate, Side
 
 FPS = 30.0
 CAMERA = CameraIntrinsics(600.0, 600.0, 320.0, 240.0)
@@ -44,7 +46,28 @@ def _estimate(wrist: np.ndarray, side: Side, score: float = 0.9) -> HandEstimate
 
 
 def _ids_by_side(published: list[HandEstimate]) -> dict[Side, int]:
-    return {Side.parse(e.extras["detected_side"]): e.track_id for e in published}
+    return {e.side: e.track_id for e in published}
+
+
+def _track_frame(
+    tracker: HandTracker, hands: list[HandEstimate], stamp: float, reruns: list[int] | None = None
+) -> list[HandEstimate]:
+    """One detector frame the way TemporalHandPipeline runs it around the network. ``hands``
+    are the estimates as the detector labelled them; here a hand's geometry does not depend on
+    its side, so "reconstructing with a side" is setting it. Sides are decided before the crop
+    (``assign_sides``); hands the 3D plan puts on another side are reconstructed again
+    (counted in ``reruns``); then ``update``."""
+    detections = [HandDetection(h.box, h.side, h.score) for h in hands]
+    decided = tracker.assign_sides(detections, stamp)
+    cropped = [replace(h, side=d.side, detected_side=d.detected_side) for h, d in zip(hands, decided)]
+    plan = tracker.plan(cropped, stamp)
+    again = [replace(h, side=side) if h.side != side else h for h, side in zip(cropped, plan.sides)]
+    if reruns is not None:
+        reruns.append(sum(a is not c for a, c in zip(again, cropped)))
+    published = tracker.update(again, stamp, plan=plan)
+    for hand in published:  # the tracker never relabels: the label is the geometry's side
+        assert any(hand.side == a.side and hand.keypoints_3d is a.keypoints_3d for a in again)
+    return published
 
 
 def test_birth_after_min_hits_and_ids_never_reused() -> None:
@@ -107,7 +130,7 @@ def _run_crossing(config: TrackerConfig) -> tuple[int, int, float]:
             est_left, est_right = _estimate(left, Side.RIGHT), _estimate(right, Side.LEFT)
         max_iou = max(max_iou, float(box_iou(est_left.box, est_right.box)[0, 0]))
         order = [est_right, est_left] if k % 2 else [est_left, est_right]  # input order must not matter
-        for est in tracker.update(order, t):
+        for est in _track_frame(tracker, order, t):
             true_side = Side.LEFT if est.keypoints_3d[0, 2] < 0.5 else Side.RIGHT
             if owner.setdefault(true_side, est.track_id) != est.track_id:
                 switches += 1
@@ -149,14 +172,31 @@ def test_side_hysteresis() -> None:
         [Side.RIGHT] * 5 + [Side.LEFT] + [Side.RIGHT] * 3 + [Side.LEFT] * 2 + [Side.RIGHT] + [Side.LEFT] * 3
     )
     published = []
+    reruns: list[int] = []
     for k, side in enumerate(sides):
-        (est,) = tracker.update([_estimate(wrist, side)], k / FPS)
+        (est,) = _track_frame(tracker, [_estimate(wrist, side)], k / FPS, reruns)
         published.append(est)
         assert est.track_id == 1
-        assert est.extras["detected_side"] == side
+        assert est.detected_side == side
     reported = [e.side for e in published]
     # single and double misclassifications are corrected; three in a row flip the track
     assert reported == [Side.RIGHT] * (len(sides) - 1) + [Side.LEFT]
+    # decided before the crop: no hand needed a second reconstruction
+    assert reruns == [0] * len(sides)
+
+
+def test_update_never_relabels_and_tracker_frames_cast_no_side_vote() -> None:
+    tracker = HandTracker(TrackerConfig(min_hits=1, side_flip_frames=2))
+    wrist = np.array([0.0, 0.0, 0.5])
+    tracker.update([_estimate(wrist, Side.RIGHT)], 0.0)
+    # straight into update (no assign_sides): the left-labelled estimate keeps its label, since
+    # its geometry would have been reconstructed (mirrored) as a left hand
+    (out,) = tracker.update([_estimate(wrist, Side.LEFT)], 1 / FPS)
+    assert out.side == Side.LEFT and out.track_id == 1
+    # one disagreement is on record: frames from predicted boxes (no detector) do not clear it
+    tracker.update([_estimate(wrist, Side.RIGHT)], 2 / FPS, from_detector=False)
+    (det,) = tracker.assign_sides([HandDetection(_estimate(wrist, Side.LEFT).box, Side.LEFT, 0.9)], 3 / FPS)
+    assert det.side == Side.LEFT and det.detected_side == Side.LEFT  # second vote in a row flips
 
 
 def test_predict_boxes_follow_a_moving_hand() -> None:
@@ -227,7 +267,7 @@ def test_update_does_not_modify_inputs_and_validates() -> None:
     tracker = HandTracker(TrackerConfig(min_hits=1))
     est = _estimate(np.array([0.0, 0.0, 0.5]), Side.RIGHT)
     (out,) = tracker.update([est], 0.0)
-    assert est.track_id == 0 and "detected_side" not in est.extras
+    assert est.track_id == 0 and est.detected_side is None
     assert out.track_id == 1 and out.keypoints_3d is est.keypoints_3d
     with pytest.raises(ValueError, match="finite"):
         tracker.update([est], float("nan"))

@@ -11,8 +11,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -109,6 +112,11 @@ class StageTimings:
     def total(self) -> float:
         return self.convert + self.detect + self.crop + self.reconstruct + self.postprocess
 
+    def __add__(self, other: StageTimings) -> StageTimings:
+        return StageTimings(
+            *(getattr(self, f.name) + getattr(other, f.name) for f in dataclasses.fields(StageTimings))
+        )
+
 
 def reconstructor_files(config: PipelineConfig) -> list[tuple[Path, ModelFileInfo]]:
     """The files the configured reconstructor backend reads (resolved paths, with their info)."""
@@ -176,6 +184,8 @@ class HandPipeline:
         self.detector = detector
         self.synthetic = bool(getattr(backend, "synthetic", False))
         self.last_timings = StageTimings()
+        # the hands of the latest predict() call, as cropped (after select and decide_sides)
+        self.last_detections: list[HandDetection] = []
 
     @classmethod
     def from_config(cls, config: PipelineConfig) -> HandPipeline:
@@ -199,18 +209,28 @@ class HandPipeline:
         if self.detector is None:
             return []
         detections = self.detector.detect(image_rgb)
-        detections = [d for d in detections if d.score >= self.config.detection_threshold]
-        return sorted(detections, key=lambda d: -d.score)[: self.config.max_hands]
+        return self.select(d for d in detections if d.score >= self.config.detection_threshold)
+
+    def select(self, detections: Iterable[HandDetection]) -> list[HandDetection]:
+        """The ``max_hands`` highest-scoring detections, best first (ties keep their order;
+        a NaN score ranks last), whatever their source: detector, tracker or outside."""
+        ranked = sorted(detections, key=lambda d: -d.score if math.isfinite(d.score) else math.inf)
+        return ranked[: self.config.max_hands]
 
     def predict(
         self,
         image: np.ndarray,
         intrinsics: CameraIntrinsics | None = None,
         boxes: list[HandDetection] | None = None,
+        decide_sides: Callable[[list[HandDetection]], list[HandDetection]] | None = None,
     ) -> list[HandEstimate]:
         """image: H x W (gray), H x W x 3 (RGB) or H x W x 4 (RGBA) uint8.
 
-        boxes: hands to reconstruct (skips the detector); None = run the detector.
+        boxes: hands to reconstruct (skips the detector); None = run the detector. Either way the
+        ``max_hands`` highest scores are kept (``select``), and the results come in that order.
+        decide_sides: called with the selected detections BEFORE cropping; returns them with the
+        side each hand is to be cropped (mirrored) and labelled with, e.g. the tracker's side
+        (``HandTracker.assign_sides``), so that geometry and label always agree.
         """
         timings = StageTimings()
         t0 = time.perf_counter()
@@ -224,7 +244,10 @@ class HandPipeline:
         if boxes is None:
             detections = self.detect(rgb)
         else:
-            detections = list(boxes)[: self.config.max_hands]
+            detections = self.select(boxes)
+        if decide_sides is not None:
+            detections = decide_sides(detections)
+        self.last_detections = detections
         t2 = time.perf_counter()
         timings.detect = t2 - t1
 
@@ -310,6 +333,7 @@ class HandPipeline:
                     cam_t=cam_t[i],
                     joint_rotations=joint_rot[i].astype(np.float32),
                     intrinsics=intrinsics,
+                    detected_side=det.detected_side,
                     extras={"crop_cam": output.pred_cam[i].copy(), "box_size": float(batch.box_sizes[i])},
                 )
             )

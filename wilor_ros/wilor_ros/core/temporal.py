@@ -8,13 +8,19 @@
    runs on the first frame, every ``redetect_every_n_frames`` frames, and whenever a track is
    lost or looks unreliable; new hands are only found on detector frames);
 2. ``HandPipeline.predict`` with the camera intrinsics (real ``CameraInfo`` K gives metric
-   positions; without it the official focal heuristic is used);
+   positions; without it the official focal heuristic is used); with tracking, each detected
+   hand's side is decided by its track BEFORE it is cropped (``HandTracker.assign_sides``: the
+   side hysteresis), because a left hand is reconstructed from the mirrored crop;
 3. hands with non-finite output are dropped;
 4. depth correction (``core.depth.correct_hand_depth``) with an aligned depth image, when given:
    BEFORE tracking and filtering, so the tracker's 3D gate and the filter see the corrected
    metric positions (a correction switching on/off between frames would otherwise look like a
    jump the filter smooths into a slow drift);
-5. tracking (``HandTracker.update``): stable ``track_id`` per hand;
+5. tracking: ``HandTracker.plan`` associates the hands with the tracks using the 3D wrists too;
+   a hand whose side there differs from the one it was cropped with (the 2D match before the
+   crop was wrong, e.g. two hands crossing) is reconstructed again with its track's side; then
+   ``HandTracker.update`` gives stable ``track_id``s. A published hand's geometry and side label
+   therefore always agree;
 6. filtering (``HandFilter``, One Euro, per track id).
 
 Every stage is driven by the caller's timestamps (message stamps, seconds), never by the wall
@@ -40,7 +46,7 @@ import numpy as np
 from wilor_ros.core.depth import DepthCorrectionConfig, correct_hand_depth
 from wilor_ros.core.filtering import FilterConfig, HandFilter
 from wilor_ros.core.pipeline import HandPipeline, StageTimings
-from wilor_ros.core.tracking import HandTracker, TrackerConfig
+from wilor_ros.core.tracking import HandTracker, TrackerConfig, TrackPlan
 from wilor_ros.core.types import CameraIntrinsics, HandDetection, HandEstimate
 
 BOX_SOURCE_EXTERNAL = "external"
@@ -79,7 +85,8 @@ class FrameReport:
     num_raw: int  # hands the pipeline returned (before dropping, tracking, filtering)
     num_nonfinite: int  # of those, dropped for NaN/inf output
     num_depth_corrected: int
-    timings: StageTimings  # the pipeline's stages
+    num_side_reruns: int  # hands reconstructed a second time with their track's side
+    timings: StageTimings  # the pipeline's stages (both passes when hands were run again)
     temporal_s: float  # depth + tracking + filtering time, seconds
 
 
@@ -138,6 +145,45 @@ class TemporalHandPipeline:
             return None, BOX_SOURCE_DETECTOR, self.tracker.redetect_reason
         return None, BOX_SOURCE_DETECTOR, "every frame (detector skipping off)"
 
+    def _finish(self, hands: list[HandEstimate], depth_m: np.ndarray | None) -> list[HandEstimate]:
+        """Drop hands with non-finite output, then correct the rest with depth (when given)."""
+        hands = [h for h in hands if np.all(np.isfinite(h.keypoints_3d)) and np.all(np.isfinite(h.vertices))]
+        if depth_m is not None and hands:
+            hands = [correct_hand_depth(h, depth_m, self.config.depth) or h for h in hands]
+        return hands
+
+    def _reconstruct_again(
+        self,
+        image: np.ndarray,
+        intrinsics: CameraIntrinsics | None,
+        depth_m: np.ndarray | None,
+        hands: list[HandEstimate],
+        indices: list[int],
+        plan: TrackPlan,
+        timings: StageTimings,
+    ) -> tuple[list[HandEstimate], StageTimings]:
+        """``hands`` with those at ``indices`` reconstructed again with ``plan.sides`` (a hand
+        whose second pass is not finite is left out)."""
+        boxes = [
+            HandDetection(hands[i].box, plan.sides[i], hands[i].score, detected_side=hands[i].detected_side)
+            for i in indices
+        ]
+        order = sorted(range(len(boxes)), key=lambda k: -boxes[k].score)  # predict keeps this order
+        again = self.pipeline.predict(image, intrinsics=intrinsics, boxes=[boxes[k] for k in order])
+        timings = timings + self.pipeline.last_timings
+        redone = {}
+        for k, hand in zip(order, again):
+            finished = self._finish([hand], depth_m)
+            if finished:
+                redone[indices[k]] = finished[0]
+        out = []
+        for i, hand in enumerate(hands):
+            if i not in indices:
+                out.append(hand)
+            elif i in redone:
+                out.append(redone[i])
+        return out, timings
+
     def process(
         self,
         image: np.ndarray,
@@ -170,27 +216,43 @@ class TemporalHandPipeline:
 
         chosen, source, reason = self._choose_boxes(stamp, boxes)
         detector_ran = chosen is None and self.pipeline.detector is not None
-        hands = self.pipeline.predict(image, intrinsics=intrinsics, boxes=chosen)
+        from_detector = source != BOX_SOURCE_TRACKER
+        # the tracker decides each detected hand's side before it is cropped (tracker boxes
+        # already carry their track's side)
+        decide = (
+            (lambda dets: self.tracker.assign_sides(dets, stamp))
+            if self.config.tracking and from_detector
+            else None
+        )
+        hands = self.pipeline.predict(image, intrinsics=intrinsics, boxes=chosen, decide_sides=decide)
         timings = self.pipeline.last_timings
         t0 = time.perf_counter()
         self.frames += 1
         self.detector_calls += int(detector_ran)
         raw_count = len(hands)
-        hands = [h for h in hands if np.all(np.isfinite(h.keypoints_3d)) and np.all(np.isfinite(h.vertices))]
+        hands = self._finish(hands, depth_m)
         nonfinite = raw_count - len(hands)
 
-        if depth_m is not None and hands:
-            hands = [correct_hand_depth(h, depth_m, self.config.depth) or h for h in hands]
-        corrected = sum(1 for h in hands if h.depth_corrected)
-
+        reruns = 0
         if self.config.tracking:
+            plan = self.tracker.plan(hands, stamp, from_detector)
+            wrong = [i for i, hand in enumerate(hands) if hand.side != plan.sides[i]]
+            if wrong:
+                # the 3D association disagrees with the 2D one made before cropping (e.g. crossing
+                # hands): reconstruct those hands again with their track's side
+                reruns = len(wrong)
+                hands, timings = self._reconstruct_again(
+                    image, intrinsics, depth_m, hands, wrong, plan, timings
+                )
+                plan = self.tracker.plan(hands, stamp, from_detector)
             # The detector frames (and external boxes) can find new hands; tracker frames cannot.
-            hands = self.tracker.update(hands, stamp, from_detector=source != BOX_SOURCE_TRACKER)
+            hands = self.tracker.update(hands, stamp, from_detector=from_detector, plan=plan)
             if self.config.filtering_active:
                 hands = self.hand_filter.filter_all(hands, stamp)
                 self.hand_filter.retain(self.tracker.active_track_ids)
         else:
             hands = [dataclasses.replace(h, track_id=i + 1) for i, h in enumerate(hands)]
+        corrected = sum(1 for h in hands if h.depth_corrected)
 
         out = []
         for hand in hands:
@@ -209,6 +271,7 @@ class TemporalHandPipeline:
             num_raw=raw_count,
             num_nonfinite=nonfinite,
             num_depth_corrected=corrected,
+            num_side_reruns=reruns,
             timings=timings,
             temporal_s=time.perf_counter() - t0,
         )

@@ -17,11 +17,16 @@ Track life cycle:
   after ``min_hits`` consecutive matched frames. Ids start at 1 and are never reused.
 * death: a tentative track dies at its first miss; a confirmed one after more than
   ``max_missed_frames`` missed frames or ``max_missed_s`` seconds without a match.
-* side: a track's published side flips only after ``side_flip_frames`` consecutive frames that
-  all disagree with it, so one misclassified frame never flips it. When the published side
-  differs from the estimate's, the estimate is relabelled and ``extras["detected_side"]`` keeps
-  the detector's side. NOTE: its mesh was reconstructed (mirrored) for the detected side; the
-  next frame is right when the pipeline runs from ``predict_boxes`` (which carry the track side).
+* side: a track's side flips only after ``side_flip_frames`` consecutive detector frames that
+  all disagree with it, so one misclassified frame never flips it. The side must be decided
+  BEFORE the hand is cropped, because a left hand is reconstructed from the mirrored crop: a
+  hand relabelled after reconstruction would publish one side's geometry under the other side's
+  label. Hence ``assign_sides`` (before cropping: matches the detections with the tracks by their
+  2D boxes and gives each the side its track will have after this frame's vote, keeping the
+  detector's call in ``detected_side``), ``plan`` (after reconstruction, with the 3D wrists: the
+  side every estimate must carry; an estimate whose crop side differs is to be reconstructed
+  again with that side, which ``TemporalHandPipeline`` does) and ``update``, which NEVER
+  relabels: a published hand always carries the side its geometry was reconstructed for.
 
 Detector skipping (MediaPipe-style): ``predict_boxes`` gives the next-frame box of each
 confident track from its last 2D keypoints (their bounding box plus a margin, moved with the
@@ -89,6 +94,23 @@ class TrackerConfig:
                 raise ValueError(f"tracker.{name} must be >= 1, got {getattr(self, name)}")
         if self.max_missed_frames < 0:
             raise ValueError(f"tracker.max_missed_frames must be >= 0, got {self.max_missed_frames}")
+
+
+@dataclass(frozen=True)
+class TrackPlan:
+    """How one frame's estimates join the tracks (``HandTracker.plan``)."""
+
+    matches: dict[int, int]  # estimate index -> index of the living track it continues
+    sides: list[Side]  # the side each estimate must be reconstructed with and published as
+    stamp: float
+    from_detector: bool
+
+
+def _vote(estimate: HandEstimate, from_detector: bool) -> Side | None:
+    """The detector's side evidence of an estimate (None on frames run from predicted boxes)."""
+    if not from_detector:
+        return None
+    return Side.parse(estimate.side if estimate.detected_side is None else estimate.detected_side)
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -174,44 +196,111 @@ class HandTracker:
         self._lost_since_detection = False
 
     # ---------------------------------------------------------------- association
-    def _cost_matrix(self, estimates: list[HandEstimate], stamp: float) -> np.ndarray:
+    def _cost_matrix(
+        self, boxes: np.ndarray, wrists: np.ndarray | None, sides: np.ndarray, stamp: float
+    ) -> np.ndarray:
+        """Tracks x hands association cost (``_INFEASIBLE`` where gated out).
+
+        boxes: N x 4 XYXY; wrists: N x 3 metres, or None before reconstruction, when the 3D term
+        is replaced by the distance of the box centres relative to the predicted box's diagonal
+        (gated at one diagonal); sides: N ints.
+        """
         cfg = self.config
         cap = cfg.max_prediction_s
-        cost = np.full((len(self._tracks), len(estimates)), _INFEASIBLE)
-        if not self._tracks or not estimates:
+        cost = np.full((len(self._tracks), len(boxes)), _INFEASIBLE)
+        if not self._tracks or not len(boxes):
             return cost
-        boxes = np.stack([np.asarray(e.box, dtype=np.float64) for e in estimates])
-        wrists = np.stack([np.asarray(e.wrist_position, dtype=np.float64) for e in estimates])
-        sides = np.array([int(e.side) for e in estimates])
         pred_boxes = np.stack([t.predicted_box(stamp, cap) for t in self._tracks])
-        pred_wrists = np.stack([t.predicted_wrist(stamp, cap) for t in self._tracks])
         iou = box_iou(pred_boxes, boxes)
-        distance = np.linalg.norm(pred_wrists[:, None, :] - wrists[None, :, :], axis=-1)
+        if wrists is not None:
+            pred_wrists = np.stack([t.predicted_wrist(stamp, cap) for t in self._tracks])
+            distance = np.linalg.norm(pred_wrists[:, None, :] - wrists[None, :, :], axis=-1)
+            relative = distance / cfg.max_wrist_distance_m
+        else:
+            centres = 0.5 * (boxes[:, :2] + boxes[:, 2:])  # N x 2
+            pred_centres = 0.5 * (pred_boxes[:, :2] + pred_boxes[:, 2:])  # T x 2
+            diagonal = np.linalg.norm(pred_boxes[:, 2:] - pred_boxes[:, :2], axis=1)  # T
+            relative = np.linalg.norm(pred_centres[:, None] - centres[None], axis=-1) / diagonal[:, None]
         side_mismatch = np.array([int(t.side) for t in self._tracks])[:, None] != sides[None, :]
         value = (
-            cfg.iou_weight * (1.0 - iou)
-            + cfg.distance_weight * distance / cfg.max_wrist_distance_m
-            + cfg.side_weight * side_mismatch
+            cfg.iou_weight * (1.0 - iou) + cfg.distance_weight * relative + cfg.side_weight * side_mismatch
         )
-        feasible = (distance <= cfg.max_wrist_distance_m) & (iou >= cfg.min_iou)
+        feasible = (relative <= 1.0) & (iou >= cfg.min_iou)
         cost[feasible] = value[feasible]
         return cost
 
+    def _match(self, cost: np.ndarray) -> dict[int, int]:
+        """Optimal assignment: hand index -> track index (gated pairs never match)."""
+        if not cost.size:
+            return {}
+        rows, cols = linear_sum_assignment(cost)
+        return {int(c): int(r) for r, c in zip(rows, cols) if cost[r, c] < _INFEASIBLE}
+
+    def _side_after_vote(self, track: _Track, vote: Side | None) -> Side:
+        """The side ``track`` has after one more detector frame that says ``vote``."""
+        if vote is None or vote == track.side:
+            return track.side
+        return vote if track.side_disagreements + 1 >= self.config.side_flip_frames else track.side
+
+    def assign_sides(self, detections: list[HandDetection], stamp: float) -> list[HandDetection]:
+        """Before cropping: each detection matched (by its 2D box) with a living track gets the side
+        that track will have after this frame's vote; ``detected_side`` keeps the detector's call.
+        Unmatched detections keep their side. Changes no tracker state."""
+        if not detections:
+            return []
+        boxes = np.stack([np.asarray(d.box, dtype=np.float64) for d in detections])
+        sides = np.array([int(d.side) for d in detections])
+        matches = self._match(self._cost_matrix(boxes, None, sides, stamp))
+        out = []
+        for index, det in enumerate(detections):
+            vote = det.side if det.detected_side is None else det.detected_side
+            side = self._side_after_vote(self._tracks[matches[index]], vote) if index in matches else vote
+            out.append(dataclasses.replace(det, side=side, detected_side=vote))
+        return out
+
+    def plan(self, estimates: list[HandEstimate], stamp: float, from_detector: bool = True) -> TrackPlan:
+        """After reconstruction: associate the estimates with the tracks (3D wrists included) and
+        say which side each must carry. Changes no tracker state; give the plan to ``update``."""
+        if estimates:
+            boxes = np.stack([np.asarray(e.box, dtype=np.float64) for e in estimates])
+            wrists = np.stack([np.asarray(e.wrist_position, dtype=np.float64) for e in estimates])
+            sides = np.array([int(e.side) for e in estimates])
+            matches = self._match(self._cost_matrix(boxes, wrists, sides, stamp))
+        else:
+            matches = {}
+        planned = []
+        for index, est in enumerate(estimates):
+            vote = _vote(est, from_detector)
+            if index in matches:
+                planned.append(self._side_after_vote(self._tracks[matches[index]], vote))
+            else:
+                planned.append(Side.parse(est.side) if vote is None else vote)
+        return TrackPlan(matches=matches, sides=planned, stamp=stamp, from_detector=from_detector)
+
     def update(
-        self, estimates: list[HandEstimate], stamp: float, from_detector: bool = True
+        self,
+        estimates: list[HandEstimate],
+        stamp: float,
+        from_detector: bool = True,
+        plan: TrackPlan | None = None,
     ) -> list[HandEstimate]:
         """Associate one frame's estimates (taken at ``stamp`` seconds) with the tracks.
 
         from_detector: False when the frame was processed from ``predict_boxes`` (the
-        detector did not run); it drives ``should_redetect``.
-        Returns copies of the estimates of confirmed tracks, in input order, with
-        ``track_id`` set and ``side`` possibly corrected (``extras["detected_side"]`` keeps the
-        estimate's own side). Tentative hands are not returned.
+        detector did not run): it drives ``should_redetect``, and such frames cast no side vote.
+        plan: from ``plan`` on these estimates (computed here when None).
+        Returns copies of the estimates of confirmed tracks, in input order, with ``track_id``
+        set. Each keeps its own side: reconstruct the estimates whose side differs from
+        ``plan.sides`` again before calling this, or their label follows their geometry.
+        Tentative hands are not returned.
         """
         if not math.isfinite(stamp):
             raise ValueError(f"tracker stamps must be finite seconds, got {stamp}")
         if self._last_stamp is not None and stamp < self._last_stamp:
             self.reset()  # time went backwards (bag loop, sim reset): start over, new ids
+            plan = None
+        if plan is None or plan.stamp != stamp or plan.from_detector != from_detector:
+            plan = self.plan(estimates, stamp, from_detector)
         self._last_stamp = stamp
         self._frames_since_detection = (
             0
@@ -221,11 +310,8 @@ class HandTracker:
         if from_detector:
             self._lost_since_detection = False
 
-        cost = self._cost_matrix(estimates, stamp)
-        rows, cols = linear_sum_assignment(cost) if cost.size else (np.empty(0, int), np.empty(0, int))
-        matches = {int(c): int(r) for r, c in zip(rows, cols) if cost[r, c] < _INFEASIBLE}
+        matches = plan.matches
         matched_tracks = set(matches.values())
-
         survivors: list[_Track] = []
         for index, track in enumerate(self._tracks):
             if index in matched_tracks:
@@ -244,33 +330,34 @@ class HandTracker:
 
         results: list[HandEstimate] = []
         for est_index, estimate in enumerate(estimates):
+            vote = _vote(estimate, from_detector)
             if est_index in matches:
                 track = self._tracks[matches[est_index]]
-                self._update_track(track, estimate, stamp)
+                self._update_track(track, estimate, stamp, vote)
             else:
-                track = self._new_track(estimate, stamp)
+                track = self._new_track(estimate, stamp, vote)
                 survivors.append(track)
             if not track.confirmed and track.hits >= self.config.min_hits:
                 track.track_id = self._next_id
                 self._next_id += 1
             if track.confirmed:
-                results.append(self._publish(track, estimate))
+                results.append(dataclasses.replace(estimate, track_id=track.track_id))
         self._tracks = survivors
         return results
 
-    def _new_track(self, estimate: HandEstimate, stamp: float) -> _Track:
+    def _new_track(self, estimate: HandEstimate, stamp: float, vote: Side | None) -> _Track:
         kp = np.asarray(estimate.keypoints_2d, dtype=np.float64)
         return _Track(
             wrist=np.asarray(estimate.wrist_position, dtype=np.float64).copy(),
             center_2d=kp.mean(axis=0),
             box=np.asarray(estimate.box, dtype=np.float64).copy(),
             last_stamp=stamp,
-            side=Side.parse(estimate.side),
+            side=Side.parse(estimate.side) if vote is None else vote,
             score=float(estimate.score),
             estimate=estimate,
         )
 
-    def _update_track(self, track: _Track, estimate: HandEstimate, stamp: float) -> None:
+    def _update_track(self, track: _Track, estimate: HandEstimate, stamp: float, vote: Side | None) -> None:
         cfg = self.config
         wrist = np.asarray(estimate.wrist_position, dtype=np.float64)
         center = np.asarray(estimate.keypoints_2d, dtype=np.float64).mean(axis=0)
@@ -287,19 +374,13 @@ class HandTracker:
         track.missed = 0
         track.score += cfg.score_smoothing * (float(estimate.score) - track.score)
         track.estimate = estimate
-        if Side.parse(estimate.side) == track.side:
-            track.side_disagreements = 0
+        if vote is None:
+            return  # frames run from predicted boxes carry no side evidence
+        new_side = self._side_after_vote(track, vote)
+        if new_side != track.side:
+            track.side, track.side_disagreements = new_side, 0
         else:
-            track.side_disagreements += 1
-            if track.side_disagreements >= cfg.side_flip_frames:
-                track.side = Side.parse(estimate.side)
-                track.side_disagreements = 0
-
-    @staticmethod
-    def _publish(track: _Track, estimate: HandEstimate) -> HandEstimate:
-        extras = dict(estimate.extras)
-        extras["detected_side"] = Side.parse(estimate.side)
-        return dataclasses.replace(estimate, track_id=track.track_id, side=track.side, extras=extras)
+            track.side_disagreements = 0 if vote == track.side else track.side_disagreements + 1
 
     # ---------------------------------------------------------------- detector skipping
     def _confident(self, track: _Track) -> bool:

@@ -81,8 +81,11 @@ class HandDetection:
     """One hand box: from the detector, or supplied from outside (tracker, other detector)."""
 
     box: np.ndarray  # (4,) float32, XYXY pixels
-    side: Side
+    side: Side  # the side the hand is cropped (mirrored) and published with
     score: float = 1.0
+    # the detector's own call when ``side`` was decided otherwise (the tracker's side hysteresis);
+    # None when no detector looked at this box (boxes predicted by the tracker)
+    detected_side: Side | None = None
 
     def __post_init__(self) -> None:
         box = np.asarray(self.box, dtype=np.float32).reshape(-1)
@@ -92,6 +95,8 @@ class HandDetection:
             raise ValueError(f"a hand box needs x2 > x1 and y2 > y1, got {box.tolist()}")
         object.__setattr__(self, "box", box)
         object.__setattr__(self, "side", Side.parse(self.side))
+        if self.detected_side is not None:
+            object.__setattr__(self, "detected_side", Side.parse(self.detected_side))
 
 
 @dataclass
@@ -114,6 +119,10 @@ class HandEstimate:
     intrinsics: CameraIntrinsics
     track_id: int = 0
     depth_corrected: bool = False
+    # the detector's side for this hand (may differ from ``side`` when the tracker's hysteresis
+    # overrode a one-frame misclassification; ``side`` is always the side the geometry was
+    # reconstructed for); None when the box came from the tracker, not a detector
+    detected_side: Side | None = None
     # anything extra a stage wants to attach (e.g. the crop camera); never required
     extras: dict = field(default_factory=dict)
 
