@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import random
 import time
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy", reason="rclpy is not installed (run `make setup`)")
 
+from helpers import MAX_DOMAIN_ID  # noqa: E402
 from rclpy.context import Context  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
@@ -135,7 +137,7 @@ def test_demo_photos_produce_hands_tf_and_markers_only_while_subscribed(
             h.send_image(rgb, stamp, boxes[name]["hands"])
             assert h.wait_hands(index + 1), f"no HandMeshArray for {name}"
             sent.append((stamp, min(len(boxes[name]["hands"]), 8)))
-        assert h.node.markers_built == 0, "markers were built although nobody subscribed"
+        assert h.node.outputs.markers_built == 0, "markers were built although nobody subscribed"
         for msg, (stamp, count) in zip(h.hands, sent):
             assert stamp_of(msg) == pytest.approx(stamp, abs=1e-9)
             assert msg.header.frame_id == FRAME_ID
@@ -157,12 +159,12 @@ def test_demo_photos_produce_hands_tf_and_markers_only_while_subscribed(
 
         markers: list[MarkerArray] = []
         h.probe.create_subscription(MarkerArray, "markers", markers.append, 10)
-        h.spin_until(lambda: h.node.markers_pub.get_subscription_count() > 0, 5.0)
+        h.spin_until(lambda: h.node.outputs.markers.get_subscription_count() > 0, 5.0)
         name = sorted(boxes)[0]
         rgb = cv2.cvtColor(cv2.imread(str(demo_images_dir / name)), cv2.COLOR_BGR2RGB)
         h.send_image(rgb, 200.0, boxes[name]["hands"])
         assert h.spin_until(lambda: len(markers) >= 1, 20.0), "no markers while subscribed"
-        assert h.node.markers_built >= 1
+        assert h.node.outputs.markers_built >= 1
         kinds = {m.type for m in markers[-1].markers}
         assert {Marker.TRIANGLE_LIST, Marker.LINE_LIST, Marker.SPHERE_LIST, Marker.TEXT_VIEW_FACING} <= kinds
     finally:
@@ -215,7 +217,7 @@ def test_bad_images_are_skipped_and_node_keeps_running(harness, case):
         msg.data = bytes(msg.data)[:-7]
     harness.send_boxes(1.0, GOOD_BOX)
     harness.image_pub.publish(msg)
-    assert harness.spin_until(lambda: harness.node.skipped >= 1, 10.0)
+    assert harness.spin_until(lambda: harness.node.stats.skipped >= 1, 10.0)
     assert not harness.hands
     _good_frame(harness, 2.0)
 
@@ -227,7 +229,7 @@ def test_corrupt_jpeg_is_skipped(context, synthetic_model_dir):
         bad = CompressedImage(header=h.header(1.0), format="jpeg", data=b"\xff\xd8\xff\xe0 not a jpeg")
         h.send_boxes(1.0, GOOD_BOX)
         h.compressed_pub.publish(bad)
-        assert h.spin_until(lambda: h.node.skipped >= 1, 10.0)
+        assert h.spin_until(lambda: h.node.stats.skipped >= 1, 10.0)
         h.send_boxes(2.0, GOOD_BOX)
         h.spin_until(lambda: False, 0.05)
         h.compressed_pub.publish(
@@ -243,17 +245,22 @@ def test_bad_intrinsics_are_ignored(harness, k):
     harness.info_pub.publish(
         CameraInfo(header=harness.header(1.0), width=200, height=160, k=[float(v) for v in k])
     )
-    harness.spin_until(lambda: False, 0.2)
-    assert harness.node._intrinsics is None
+    assert harness.spin_until(lambda: harness.node.statistics()["camera_info_rejected"] >= 1, 10.0)
     _good_frame(harness, 3.0)
     hand = harness.hands[-1].hands[0]
     assert not hand.intrinsics_from_camera_info
+    # positive control: a good CameraInfo on the same topic is taken
+    good = [400.0, 0.0, 90.0, 0.0, 410.0, 70.0, 0.0, 0.0, 1.0]
+    harness.info_pub.publish(CameraInfo(header=harness.header(3.5), width=200, height=160, k=good))
+    assert harness.spin_until(lambda: harness.node.statistics()["camera_info_received"] >= 2, 10.0)
+    _good_frame(harness, 4.0)
+    assert harness.hands[-1].hands[0].intrinsics_from_camera_info
 
 
 def test_camera_info_is_used(harness):
     k = [400.0, 0.0, 90.0, 0.0, 410.0, 70.0, 0.0, 0.0, 1.0]
     harness.info_pub.publish(CameraInfo(header=harness.header(1.0), width=200, height=160, k=k))
-    assert harness.spin_until(lambda: harness.node._intrinsics is not None, 5.0)
+    assert harness.spin_until(lambda: harness.node.statistics()["camera_info_received"] >= 1, 5.0)
     _good_frame(harness, 3.0)
     hand = harness.hands[-1].hands[0]
     assert hand.intrinsics_from_camera_info
@@ -264,7 +271,7 @@ def test_out_of_order_stamps_are_skipped(harness):
     _good_frame(harness, 10.0)
     count = len(harness.hands)
     harness.send_image(np.full((160, 200, 3), 90, np.uint8), 9.0, GOOD_BOX)
-    assert harness.spin_until(lambda: harness.node.skipped >= 1, 10.0)
+    assert harness.spin_until(lambda: harness.node.stats.skipped >= 1, 10.0)
     assert len(harness.hands) == count
     _good_frame(harness, 11.0)
 
@@ -315,6 +322,51 @@ def test_launch_file_passes_only_declared_parameters():
                     passed |= {k.value for k in element.keys if isinstance(k, ast.Constant)}
     assert passed, "the launch file passes no parameter dict"
     assert passed <= set(PARAMETER_NAMES), passed - set(PARAMETER_NAMES)
+
+
+def _launch_calls(name: str) -> list[ast.Call]:
+    tree = ast.parse((PACKAGE_DIR / "launch" / "wilor.launch.py").read_text())
+    return [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == name]
+
+
+def test_rviz_starts_in_the_node_namespace_and_uses_relative_topics():
+    import yaml
+
+    namespaces = {}
+    for call in _launch_calls("Node"):
+        keywords = {k.arg: ast.unparse(k.value) for k in call.keywords}
+        namespaces[keywords["executable"]] = keywords.get("namespace")
+    assert set(namespaces) == {"'hand_reconstruction_node'", "'rviz2'"}
+    assert namespaces["'rviz2'"] == namespaces["'hand_reconstruction_node'"] == "arg['namespace']"
+    rviz = yaml.safe_load((PACKAGE_DIR / "config" / "wilor.rviz").read_text())
+    topics = [d["Topic"]["Value"] for d in rviz["Visualization Manager"]["Displays"] if "Topic" in d]
+    assert sorted(topics) == ["debug_image", "markers"]  # relative: resolved in the namespace
+
+
+def test_launch_can_give_node_and_rviz_the_shipped_dds_profile():
+    (call,) = _launch_calls("SetEnvironmentVariable")
+    assert ast.unparse(call.args[0]) == "'FASTDDS_DEFAULT_PROFILES_FILE'"
+    assert "use_shm_profile" in ast.unparse(call)
+    assert (PACKAGE_DIR / "config" / "fastdds_large_images.xml").is_file()
+
+
+def test_setup_py_installs_only_files_that_exist():
+    from glob import glob
+
+    tree = ast.parse((PACKAGE_DIR / "setup.py").read_text())
+    setup_call = next(
+        n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "setup"
+    )
+    keywords = {k.arg: k.value for k in setup_call.keywords}
+    assert "package_data" not in keywords, "package_data names files the package does not have"
+    patterns = [
+        ast.literal_eval(c.args[0])
+        for c in ast.walk(keywords["data_files"])
+        if getattr(getattr(c, "func", None), "id", "") == "glob"
+    ]
+    assert "config/*.xml" in patterns
+    for pattern in patterns:
+        assert glob(str(PACKAGE_DIR / pattern)), f"setup.py installs {pattern}, which matches nothing"
 
 
 def test_launch_description_builds_where_launch_ros_exists():
@@ -418,7 +470,7 @@ def test_ids_tf_names_and_teleop_stay_with_their_tracks(harness):
 
     teleop: list[TeleopHandArray] = []
     harness.probe.create_subscription(TeleopHandArray, "teleop_hands", teleop.append, 50)
-    harness.spin_until(lambda: harness.node.teleop_pub.get_subscription_count() > 0, 5.0)
+    harness.spin_until(lambda: harness.node.outputs.teleop.get_subscription_count() > 0, 5.0)
     rgb = np.random.default_rng(1).integers(0, 255, (240, 320, 3), dtype=np.uint8)
     frames = 5
     for index in range(frames):
@@ -483,7 +535,7 @@ def test_teleop_hands_is_published_empty_without_hands(harness):
 
     teleop: list[TeleopHandArray] = []
     harness.probe.create_subscription(TeleopHandArray, "teleop_hands", teleop.append, 10)
-    harness.spin_until(lambda: harness.node.teleop_pub.get_subscription_count() > 0, 5.0)
+    harness.spin_until(lambda: harness.node.outputs.teleop.get_subscription_count() > 0, 5.0)
     harness.send_image(np.zeros((120, 160, 3), np.uint8), 7.0, [])
     assert harness.spin_until(lambda: len(teleop) >= 1, 10.0)
     assert len(teleop[-1].hands) == 0
@@ -497,7 +549,7 @@ def test_tracking_off_numbers_hands_per_image_and_parameters_apply_live(context,
     try:
         teleop: list[TeleopHandArray] = []
         h.probe.create_subscription(TeleopHandArray, "teleop_hands", teleop.append, 10)
-        h.spin_until(lambda: h.node.teleop_pub.get_subscription_count() > 0, 5.0)
+        h.spin_until(lambda: h.node.outputs.teleop.get_subscription_count() > 0, 5.0)
         rgb = np.full((240, 320, 3), 80, np.uint8)
         h.send_image(rgb, 1.0, THREE_BOXES)
         assert h.wait_hands(1) and h.spin_until(lambda: len(teleop) >= 1, 10.0)
@@ -527,12 +579,13 @@ def test_generated_parameter_docs_are_up_to_date():
 
 
 def test_aligned_depth_corrects_distance_and_is_flagged(context, synthetic_model_dir):
-    h = Harness(context, make_node(context, synthetic_model_dir, use_depth=True, use_filter=False))
+    node = make_node(context, synthetic_model_dir, use_depth=True, use_filter=False, depth_timeout=1.0)
+    h = Harness(context, node)
     depth_pub = h.probe.create_publisher(Image, "depth", qos_profile_sensor_data)
     try:
         k = [300.0, 0.0, 100.0, 0.0, 300.0, 80.0, 0.0, 0.0, 1.0]
         h.info_pub.publish(CameraInfo(header=h.header(1.0), width=200, height=160, k=k))
-        assert h.spin_until(lambda: h.node._intrinsics is not None, 5.0)
+        assert h.spin_until(lambda: h.node.statistics()["camera_info_received"] >= 1, 5.0)
         _good_frame(h, 2.0)  # no depth image yet: the frame is still processed, uncorrected
         first = h.hands[-1].hands[0]
         assert not first.depth_corrected
@@ -541,7 +594,6 @@ def test_aligned_depth_corrects_distance_and_is_flagged(context, synthetic_model
         depth_mm = np.full((160, 200), round(target * 1000), np.uint16)
         h.spin_until(lambda: depth_pub.get_subscription_count() > 0, 5.0)
         depth_pub.publish(numpy_to_image(depth_mm, "16UC1", h.header(3.0)))
-        h.spin_until(lambda: len(h.node._depth) > 0, 5.0)
         _good_frame(h, 3.0)
         corrected = h.hands[-1].hands[0]
         assert corrected.depth_corrected
@@ -550,3 +602,155 @@ def test_aligned_depth_corrects_distance_and_is_flagged(context, synthetic_model
         assert abs(joint_z - (target + 0.008)) < 0.02
     finally:
         h.close()
+
+
+# ---------------------------------------------------------------------------- pairing by stamp
+def _play(h: Harness, events: list[tuple[float, object]], settle: float = 1.0) -> None:
+    """Run (time offset s, action) events on the wall clock while spinning the executor."""
+    start = time.monotonic()
+    for offset, action in sorted(events, key=lambda e: e[0]):
+        h.spin_until(lambda offset=offset: time.monotonic() - start >= offset, offset + 5.0)
+        action()
+    h.spin_until(lambda: False, settle)
+
+
+def _boxes_event(h: Harness, stamp: float, boxes: list[dict]):
+    return lambda: h.send_boxes(stamp, boxes)
+
+
+def _image_event(h: Harness, stamp: float, rgb: np.ndarray):
+    return lambda: h.image_pub.publish(numpy_to_image(rgb, "rgb8", h.header(stamp)))
+
+
+@pytest.mark.parametrize("delay", [0.05, 0.15, -0.02, None])
+def test_external_boxes_late_early_or_never(context, synthetic_model_dir, delay):
+    # the default timeout (0.2 s) would be tight for 150 ms on a loaded CI machine: 0.4 s here;
+    # test_input_sync.py checks the exact timeout logic on a controlled clock
+    h = Harness(context, make_node(context, synthetic_model_dir, external_boxes_timeout=0.4))
+    try:
+        rgb = np.full((160, 200, 3), 90, np.uint8)
+        events = [(0.0, _image_event(h, 50.0, rgb))]
+        if delay is not None:
+            events.append((max(0.0, delay) if delay > 0 else 0.0, _boxes_event(h, 50.0, GOOD_BOX)))
+            if delay < 0:  # boxes first, the image 20 ms later
+                events = [(0.0, _boxes_event(h, 50.0, GOOD_BOX)), (-delay, _image_event(h, 50.0, rgb))]
+        _play(h, events, settle=1.5)
+        stats = h.node.statistics()
+        if delay is None:
+            assert h.hands == [] and stats["frames_without_boxes"] == 1, stats
+        else:
+            assert len(h.hands) == 1 and stamp_of(h.hands[0]) == pytest.approx(50.0), stats
+            assert len(h.hands[0].hands) == 1 and stats["frames_without_boxes"] == 0
+        _good_frame(h, 51.0)  # the node carries on either way
+    finally:
+        h.close()
+
+
+def test_30hz_stream_with_late_boxes_pairs_every_frame(context, synthetic_model_dir):
+    h = Harness(context, make_node(context, synthetic_model_dir, external_boxes_timeout=0.4))
+    try:
+        rgb = np.full((160, 200, 3), 90, np.uint8)
+        frames = 30
+        events = []
+        for k in range(frames):
+            stamp = 60.0 + k / 30.0
+            events += [
+                (k / 30.0, _image_event(h, stamp, rgb)),
+                (k / 30.0 + 0.05, _boxes_event(h, stamp, GOOD_BOX)),
+            ]
+        _play(h, events, settle=2.0)
+        stats = h.node.statistics()
+        assert stats["frames_received"] == frames and stats["frames_without_boxes"] == 0, stats
+        # every frame was paired; those the worker could not keep up with were dropped by the
+        # newest-frame policy, none lost
+        assert stats["frames_processed"] + stats["frames_dropped"] == frames, stats
+        assert len(h.hands) == stats["frames_processed"] and all(len(m.hands) == 1 for m in h.hands)
+    finally:
+        h.close()
+
+
+def test_max_hands_keeps_the_highest_scores_of_external_boxes(context, synthetic_model_dir):
+    h = Harness(context, make_node(context, synthetic_model_dir, max_hands=8, use_tracking=False))
+    try:
+        rng = np.random.default_rng(3)
+        scores = rng.permutation(np.linspace(0.05, 0.95, 100))
+        msg = HandDetectionArray(header=h.header(70.0))
+        for score in scores:
+            x, y = rng.uniform(0, 250, 2)
+            box = np.array([x, y, x + 40, y + 40], np.float32)
+            msg.detections.append(HandDetection(box=box, side=HandDetection.RIGHT, score=float(score)))
+        h.boxes_pub.publish(msg)
+        h.image_pub.publish(numpy_to_image(np.full((300, 300, 3), 90, np.uint8), "rgb8", h.header(70.0)))
+        assert h.wait_hands(1)
+        published = sorted((hand.score for hand in h.hands[-1].hands), reverse=True)
+        np.testing.assert_allclose(published, np.sort(scores)[::-1][:8], rtol=1e-6)
+    finally:
+        h.close()
+
+
+def test_bad_boxes_are_dropped_one_by_one_and_empty_frame_id_gets_the_default(harness):
+    boxes = [
+        [40.0, 30.0, 120.0, 110.0, 0.9],  # good
+        [500.0, 400.0, 600.0, 480.0, 0.9],  # entirely outside the 200x160 image
+        [40.0, 30.0, 120.0, 110.0, float("nan")],  # NaN score
+        [float("nan"), 30.0, 120.0, 110.0, 0.9],  # NaN coordinate
+        [120.0, 30.0, 40.0, 110.0, 0.9],  # inverted
+        [40.0, 30.0, 40.0, 110.0, 0.9],  # zero area
+        [-30.0, -20.0, 60.0, 70.0, 0.8],  # partly outside: kept (padded like the official crop)
+    ]
+    msg = HandDetectionArray(header=harness.header(80.0))
+    for *box, score in boxes:
+        msg.detections.append(
+            HandDetection(box=np.asarray(box, np.float32), side=HandDetection.RIGHT, score=score)
+        )
+    msg.header.frame_id = ""
+    harness.boxes_pub.publish(msg)
+    image = numpy_to_image(np.full((160, 200, 3), 90, np.uint8), "rgb8", harness.header(80.0))
+    image.header.frame_id = ""
+    harness.image_pub.publish(image)
+    assert harness.wait_hands(1)
+    out = harness.hands[-1]
+    assert sorted(round(hand.score, 3) for hand in out.hands) == [0.8, 0.9]
+    assert all(np.isfinite(hand.score) for hand in out.hands)
+    assert harness.node.statistics()["boxes_rejected"] == 5
+    default = BY_NAME["default_frame_id"].default
+    assert out.header.frame_id == default and all(hand.header.frame_id == default for hand in out.hands)
+    harness.spin_until(
+        lambda: any(t.header.frame_id == default for m in harness.tf for t in m.transforms), 5.0
+    )
+    assert all(t.header.frame_id == default for m in harness.tf for t in m.transforms)
+
+
+def test_stamps_jumping_far_back_restart_instead_of_stalling(harness):
+    _good_frame(harness, 100.0)
+    _good_frame(harness, 100.1)
+    first_id = harness.hands[-1].hands[0].id
+    _good_frame(harness, 10.0)  # a bag loop: 90 s back
+    assert harness.hands[-1].hands[0].id != first_id  # tracking restarted: a new track
+    _good_frame(harness, 10.1)
+
+
+def test_node_demo_pairs_each_output_with_its_own_input(
+    synthetic_model_dir, reference_dir, demo_images_dir, tmp_path, monkeypatch
+):
+    from wilor_ros.tools.demo import load_boxes_file
+    from wilor_ros.tools.node_demo import run_node_demo
+
+    monkeypatch.setenv("WILOR_DEMO_DOMAIN", str(random.randint(1, MAX_DOMAIN_ID)))
+    boxes = load_boxes_file(reference_dir / "demo_boxes.json")
+    images = sorted(demo_images_dir.glob("*.jpg"))[:4]
+    rows = run_node_demo(synthetic_model_dir, images, tmp_path, boxes)
+    stats = rows.pop()["statistics"]
+    assert [row["image"] for row in rows] == [p.name for p in images]
+    assert stats["frames_dropped"] == 0 and stats["frames_processed"] == len(images), stats
+    inputs = {p.stem: cv2.imread(str(p)) for p in images}
+    for row, path in zip(rows, images):
+        assert row["stamp_equal"] and row["debug_image"], row
+        assert row["hands"] == min(len(boxes[path.name]), 8)
+        assert row["tf_frames"] == 21 * row["hands"]
+        saved = cv2.imread(str(tmp_path / f"{path.stem}_debug_image.png"))
+        # the overlay is drawn on its own input (the photos all differ in size): same size, and
+        # away from the hands the pixels are the input's (JPEG-free PNG round trip)
+        assert saved.shape == inputs[path.stem].shape
+        untouched = np.mean(np.all(saved == inputs[path.stem], axis=-1))
+        assert untouched > 0.5, (path.name, untouched)

@@ -65,6 +65,10 @@ class MissingModelFilesError(RuntimeError):
             "Put the licensed files in the model folder (see wilor_ros/models/README.md), or run "
             "`wilor-ros make-synthetic-models` for synthetic stand-ins (outputs are not real hands)."
         )
+        lines.append(
+            "After a colcon install the command line is `ros2 run wilor_ros wilor-ros ...`, e.g. "
+            "`ros2 run wilor_ros wilor-ros export --model-dir <dir>`."
+        )
         super().__init__("\n".join(lines))
 
 

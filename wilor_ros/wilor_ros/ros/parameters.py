@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from wilor_ros.core.pipeline import BACKEND_CHOICES, PRECISION_CHOICES
+from wilor_ros.ros.input_qos import INPUT_QOS_CHOICES
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,21 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         read_only=True,
     ),
     _spec(
+        "input_qos",
+        "auto",
+        "reliability of the image and depth subscriptions: 'auto' follows the publishers (reliable "
+        "when all are reliable: lost fragments of large images are resent; best effort when one is "
+        "best effort), 'reliable', or 'best_effort' (sensor-data QoS; for large images give the "
+        "camera driver config/fastdds_large_images.xml)",
+        choices=INPUT_QOS_CHOICES,
+        read_only=True,
+    ),
+    _spec(
+        "default_frame_id",
+        "camera_color_optical_frame",
+        "frame used for the outputs of images whose header.frame_id is empty (warned once)",
+    ),
+    _spec(
         "use_camera_info",
         True,
         "use intrinsics from 'camera_info' (until one arrives, or when false, "
@@ -85,11 +101,27 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         maximum=1.0,
     ),
     _spec(
+        "depth_timeout",
+        0.1,
+        "longest wait (s) of an image for the depth image of its stamp (then the nearest within "
+        "depth_max_age is used, or none)",
+        minimum=0.0,
+        maximum=2.0,
+    ),
+    _spec(
         "use_external_boxes",
         False,
         "take hand boxes from 'hand_boxes' (wilor_msgs/HandDetectionArray, "
         "paired by stamp) instead of running the detector",
         read_only=True,
+    ),
+    _spec(
+        "external_boxes_timeout",
+        0.2,
+        "longest wait (s) of an image for the hand_boxes message of its stamp (boxes usually come "
+        "after their image); an image whose boxes do not come is dropped and counted",
+        minimum=0.0,
+        maximum=5.0,
     ),
     # ---- models / runtime
     _spec(
@@ -128,7 +160,13 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         minimum=0.01,
         maximum=1.0,
     ),
-    _spec("max_hands", 4, "most hands reconstructed per image (highest scores first)", minimum=1, maximum=32),
+    _spec(
+        "max_hands",
+        4,
+        "most hands reconstructed per image: the highest scores, whatever the box source",
+        minimum=1,
+        maximum=32,
+    ),
     _spec(
         "rescale_factor",
         2.0,

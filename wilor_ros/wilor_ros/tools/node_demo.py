@@ -73,10 +73,15 @@ def run_node_demo(
             executor.spin_once(timeout_sec=0.02)
         return condition()
 
+    def by_stamp(messages: list, stamp: object) -> object | None:
+        return next((m for m in messages if m.header.stamp == stamp), None)
+
     rows = []
     try:
         spin_until(
-            lambda: image_pub.get_subscription_count() > 0 and node.debug_pub.get_subscription_count() > 0,
+            lambda: (
+                image_pub.get_subscription_count() > 0 and node.outputs.debug.get_subscription_count() > 0
+            ),
             5.0,
         )
         for path in images:
@@ -90,28 +95,36 @@ def run_node_demo(
                         HandDetectionMsg(box=det.box, side=int(det.side), score=float(det.score))
                     )
                 boxes_pub.publish(msg)
-                spin_until(lambda: False, 0.05)
-            counts = (len(hands), len(tf), len(markers), len(debug))
+            tf_before, markers_before = len(tf), len(markers)
             image_pub.publish(numpy_to_image(rgb, "rgb8", header))
-            spin_until(lambda c=counts: len(hands) > c[0] and len(debug) > c[3], timeout)
+            # the next image goes out only once this one's results are in (or the wait gave up):
+            # outputs are paired with their input by stamp, never by arrival order
+            stamp = header.stamp
+            spin_until(lambda s=stamp: by_stamp(hands, s) and by_stamp(debug, s), timeout)
             spin_until(lambda: False, 0.1)  # let TF and markers arrive
-            new_tf = sum(len(m.transforms) for m in tf[counts[1] :])
-            result = hands[-1] if len(hands) > counts[0] else None
-            if len(debug) > counts[3]:
-                overlay = image_to_rgb(debug[-1])
+            result = by_stamp(hands, header.stamp)
+            overlay_msg = by_stamp(debug, header.stamp)
+            if overlay_msg is not None:
+                overlay = image_to_rgb(overlay_msg)
                 cv2.imwrite(
                     str(out_dir / f"{path.stem}_debug_image.png"), cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR)
                 )
+            new_tf = [t for m in tf[tf_before:] for t in m.transforms if t.header.stamp == header.stamp]
             rows.append(
                 {
                     "image": path.name,
-                    "stamp_equal": result is not None and result.header.stamp == header.stamp,
+                    "stamp_equal": result is not None,
+                    "debug_image": overlay_msg is not None,
                     "hands": len(result.hands) if result else 0,
                     "sides": " ".join("left" if h.side == 0 else "right" for h in result.hands)
                     if result
                     else "",
-                    "tf_frames": new_tf,
-                    "marker_msgs": len(markers) - counts[2],
+                    "tf_frames": len(new_tf),
+                    "marker_msgs": sum(
+                        1
+                        for m in markers[markers_before:]
+                        if m.markers and m.markers[0].header.stamp == header.stamp
+                    ),
                     "wrist_xyz_m": [
                         np.round(np.asarray(h.keypoints_3d[:3]), 2).tolist()
                         for h in (result.hands if result else [])
@@ -134,7 +147,15 @@ def print_node_rows(rows: list[dict]) -> None:
     from rich.table import Table
 
     table = Table(title="hand_reconstruction_node: what it published per input image")
-    for column in ("image", "stamp == input", "hands", "sides", "TF frames", "marker msgs"):
+    for column in (
+        "image",
+        "result with its stamp",
+        "debug image",
+        "hands",
+        "sides",
+        "TF frames",
+        "marker msgs",
+    ):
         table.add_column(column)
     stats = {}
     for row in rows:
@@ -144,6 +165,7 @@ def print_node_rows(rows: list[dict]) -> None:
         table.add_row(
             row["image"],
             str(row["stamp_equal"]),
+            str(row["debug_image"]),
             str(row["hands"]),
             row["sides"],
             str(row["tf_frames"]),
