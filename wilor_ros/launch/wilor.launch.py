@@ -7,7 +7,7 @@ Every argument is listed with `ros2 launch wilor_ros wilor.launch.py --show-args
 """
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
@@ -31,7 +31,13 @@ ARGUMENTS = (
     ("namespace", "", "namespace of the node and its topics"),
     ("frame_prefix", "", "prefix of the TF frame names, e.g. 'cam1/'"),
     ("params_file", "", "parameter YAML (default: the package's config/wilor.yaml)"),
-    ("use_rviz", "false", "start RViz with the hand view"),
+    ("use_rviz", "false", "start RViz with the hand view (in the node's namespace)"),
+    (
+        "use_shm_profile",
+        "false",
+        "run the node and RViz with config/fastdds_large_images.xml (Fast DDS shared memory for "
+        "large images; give the camera driver the same profile, see README 'On a robot')",
+    ),
 )
 
 
@@ -41,6 +47,7 @@ def generate_launch_description() -> LaunchDescription:
         "model_dir": PathJoinSubstitution([share, "models"]),
         "params_file": PathJoinSubstitution([share, "config", "wilor.yaml"]),
     }
+    profile = PathJoinSubstitution([share, "config", "fastdds_large_images.xml"])
     declared = [
         DeclareLaunchArgument(name, default_value=defaults.get(name, default), description=description)
         for name, default, description in ARGUMENTS
@@ -72,11 +79,17 @@ def generate_launch_description() -> LaunchDescription:
             ("depth", arg["depth_topic"]),
         ],
     )
+    # RViz's displays name relative topics ('markers', 'debug_image'): started in the node's
+    # namespace they resolve to the node's topics (/cam1/markers with namespace:=cam1)
     rviz = Node(
         package="rviz2",
         executable="rviz2",
         name="wilor_rviz",
+        namespace=arg["namespace"],
         arguments=["-d", PathJoinSubstitution([share, "config", "wilor.rviz"])],
         condition=IfCondition(arg["use_rviz"]),
     )
-    return LaunchDescription([*declared, node, rviz])
+    shm = SetEnvironmentVariable(
+        "FASTDDS_DEFAULT_PROFILES_FILE", profile, condition=IfCondition(arg["use_shm_profile"])
+    )
+    return LaunchDescription([*declared, shm, node, rviz])
