@@ -50,6 +50,7 @@ from wilor_ros.core.types import Side
 from wilor_ros.tools.train.augment import AugmentParams, make_training_example, sample_augment
 from wilor_ros.tools.train.config import AugmentConfig, DatasetEntry
 from wilor_ros.tools.train.validation import (
+    BAD_SHAPE,
     CORRUPT_IMAGE,
     INVALID,
     MISSING_IMAGE,
@@ -60,6 +61,7 @@ from wilor_ros.tools.train.validation import (
     SampleError,
     SampleRef,
     require_finite,
+    require_shape,
     validate_box_in_image,
     validate_record,
 )
@@ -432,22 +434,23 @@ def _record_from_json(entry: dict[str, Any], base: Path, rescale: float) -> Hand
     for key in ("image", "box", "side"):
         if key not in entry:
             raise ValueError(f"missing required field {key!r}")
-    box = require_finite("box", np.asarray(entry["box"], np.float64).reshape(-1)).astype(np.float32)
-    if box.shape != (4,) or box[2] <= box[0] or box[3] <= box[1]:
-        raise ValueError(f"box must be [x1, y1, x2, y2], x2 > x1, y2 > y1; got {entry['box']}")
+    box = require_finite("box", require_shape("box", np.asarray(entry["box"], np.float64).reshape(-1), (4,)))
+    if box[2] <= box[0] or box[3] <= box[1]:
+        raise SampleError(OUT_OF_RANGE, f"box must be [x1, y1, x2, y2], x2 > x1, y2 > y1; got {entry['box']}")
+    box = box.astype(np.float32)
     is_right = Side.parse(entry["side"]) == Side.RIGHT
     kp2d = np.zeros((NUM_JOINTS, 3), np.float32)
     if entry.get("keypoints_2d") is not None:
         raw = np.asarray(entry["keypoints_2d"], np.float32)
         if raw.shape not in ((NUM_JOINTS, 2), (NUM_JOINTS, 3)):
-            raise ValueError(f"keypoints_2d must be 21 x 2 or 21 x 3, got {raw.shape}")
+            raise SampleError(BAD_SHAPE, f"keypoints_2d must be 21 x 2 or 21 x 3, got {raw.shape}")
         kp2d[:, :2] = raw[:, :2]
         kp2d[:, 2] = raw[:, 2] if raw.shape[1] == 3 else 1.0
     kp3d = np.zeros((NUM_JOINTS, 4), np.float32)
     if entry.get("keypoints_3d") is not None:
         raw = np.asarray(entry["keypoints_3d"], np.float32)
         if raw.shape not in ((NUM_JOINTS, 3), (NUM_JOINTS, 4)):
-            raise ValueError(f"keypoints_3d must be 21 x 3 or 21 x 4, got {raw.shape}")
+            raise SampleError(BAD_SHAPE, f"keypoints_3d must be 21 x 3 or 21 x 4, got {raw.shape}")
         kp3d[:, :3] = raw[:, :3]
         kp3d[:, 3] = raw[:, 3] if raw.shape[1] == 4 else 1.0
     pose, has_pose = np.zeros(MANO_POSE_DIM, np.float32), 0.0
