@@ -85,7 +85,9 @@ class Harness:
         for hand in hands:
             side = HandDetection.LEFT if hand["side"] == "left" else HandDetection.RIGHT
             msg.detections.append(
-                HandDetection(box=np.asarray(hand["box_xyxy"], np.float32), side=side, score=1.0)
+                HandDetection(
+                    box=np.asarray(hand["box_xyxy"], np.float32), side=side, score=hand.get("score", 1.0)
+                )
             )
         self.boxes_pub.publish(msg)
 
@@ -540,6 +542,22 @@ def test_teleop_hands_is_published_empty_without_hands(harness):
     assert harness.spin_until(lambda: len(teleop) >= 1, 10.0)
     assert len(teleop[-1].hands) == 0
     assert stamp_of(teleop[-1]) == pytest.approx(7.0)
+
+
+def test_external_box_keeps_its_own_score_as_teleop_confidence(harness):
+    """TeleopHand.msg: a box from outside keeps its HandDetection.score (not 1.0), so a teleop user can
+    gate on the external detector's own doubt; the HandMesh carries the same score."""
+    from wilor_msgs.msg import TeleopHandArray
+
+    teleop: list[TeleopHandArray] = []
+    harness.probe.create_subscription(TeleopHandArray, "teleop_hands", teleop.append, 10)
+    harness.spin_until(lambda: harness.node.teleop_pub.get_subscription_count() > 0, 5.0)
+    rgb = np.full((240, 320, 3), 80, np.uint8)
+    harness.send_image(rgb, 3.0, [{**THREE_BOXES[0], "score": 0.42}])
+    assert harness.wait_hands(1) and harness.spin_until(lambda: len(teleop) >= 1, 10.0)
+    (hand,) = teleop[-1].hands
+    assert hand.confidence == pytest.approx(0.42, abs=1e-6)
+    assert harness.hands[-1].hands[0].score == pytest.approx(0.42, abs=1e-6)
 
 
 def test_tracking_off_numbers_hands_per_image_and_parameters_apply_live(context, synthetic_model_dir):

@@ -32,6 +32,7 @@ from wilor_ros.tools.train.config import DatasetEntry, TrainConfig
 from wilor_ros.tools.train.datasets import (
     HandDataset,
     StepBatchSampler,
+    collate,
     read_dataset,
     record_to_example,
 )
@@ -109,69 +110,97 @@ def assets(tmp_path_factory) -> dict:
     }
 
 
+def encode(image: np.ndarray, ext: str = ".png") -> bytes:
+    """RGB image -> encoded file bytes."""
+    ok, data = cv2.imencode(ext, cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    assert ok
+    return data.tobytes()
+
+
+def jsonl_entry(labels: dict, image_name: str, two_d_only: bool = False) -> dict:
+    entry = {k: labels[k] for k in ("box", "side", "keypoints_2d")}
+    entry["image"] = image_name
+    if not two_d_only:
+        entry.update(keypoints_3d=labels["keypoints_3d"], mano=labels["mano"], vertices=labels["vertices"])
+    return entry
+
+
 def write_jsonl(folder: Path, hands: list, two_d_only: bool = False) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     lines = []
     for i, (image, labels) in enumerate(hands):
-        cv2.imwrite(str(folder / f"{i:03d}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-        entry = {k: labels[k] for k in ("box", "side", "keypoints_2d")}
-        entry["image"] = f"{i:03d}.png"
-        if not two_d_only:
-            entry.update(
-                keypoints_3d=labels["keypoints_3d"], mano=labels["mano"], vertices=labels["vertices"]
-            )
-        lines.append(json.dumps(entry))
+        (folder / f"{i:03d}.png").write_bytes(encode(image))
+        lines.append(json.dumps(jsonl_entry(labels, f"{i:03d}.png", two_d_only)))
     index = folder / "index.jsonl"
     index.write_text("\n".join(lines) + "\n")
     return index
 
 
-def write_freihand(folder: Path, hands: list) -> Path:
-    """FreiHAND layout; only right hands (FreiHAND has no left hands); pose stored flat (no mean)."""
-    rights = [(img, lab) for img, lab in hands if lab["side"] == "right"]
+def freihand_annotations(labels: list[dict]) -> dict[str, list]:
+    """training_{K,xyz,mano,verts}.json contents; the pose stored flat (no mean)."""
+    return {
+        "K": [lab["K"] for lab in labels],
+        "xyz": [lab["keypoints_3d"] for lab in labels],
+        "mano": [
+            [lab["mano"]["global_orient"] + lab["mano"]["hand_pose"] + lab["mano"]["betas"] + [0.0, 0.0, 0.0]]
+            for lab in labels
+        ],
+        "verts": [lab["vertices"] for lab in labels],
+    }
+
+
+def write_freihand_files(folder: Path, images: dict[int, bytes], annotations: dict[str, list]) -> Path:
+    """FreiHAND layout: training/rgb/%08d.jpg (the numbers given) and training_*.json."""
     (folder / "training" / "rgb").mkdir(parents=True, exist_ok=True)
-    for i, (image, _) in enumerate(rights):
-        cv2.imwrite(str(folder / "training" / "rgb" / f"{i:08d}.jpg"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-    (folder / "training_K.json").write_text(json.dumps([lab["K"] for _, lab in rights]))
-    (folder / "training_xyz.json").write_text(json.dumps([lab["keypoints_3d"] for _, lab in rights]))
-    mano = [
-        [lab["mano"]["global_orient"] + lab["mano"]["hand_pose"] + lab["mano"]["betas"] + [0.0, 0.0, 0.0]]
-        for _, lab in rights
-    ]
-    (folder / "training_mano.json").write_text(json.dumps(mano))
-    (folder / "training_verts.json").write_text(json.dumps([lab["vertices"] for _, lab in rights]))
+    for number, data in images.items():
+        (folder / "training" / "rgb" / f"{number:08d}.jpg").write_bytes(data)
+    for name, values in annotations.items():
+        (folder / f"training_{name}.json").write_text(json.dumps(values))
     return folder
+
+
+def write_freihand(folder: Path, hands: list) -> Path:
+    """FreiHAND layout; only right hands (FreiHAND has no left hands)."""
+    rights = [(img, lab) for img, lab in hands if lab["side"] == "right"]
+    images = {i: encode(image, ".jpg") for i, (image, _) in enumerate(rights)}
+    return write_freihand_files(folder, images, freihand_annotations([lab for _, lab in rights]))
+
+
+def tar_hand(lab: dict) -> dict:
+    """One hand of a data.pyd list with HaMeR's keys."""
+    box = np.asarray(lab["box"])
+    return {
+        "center": ((box[:2] + box[2:]) / 2).astype(np.float32),
+        "scale": (2.5 * (box[2:] - box[:2]) / 200.0).astype(np.float32),
+        "keypoints_2d": np.asarray(lab["keypoints_2d"], np.float32),
+        "keypoints_3d": np.concatenate([np.asarray(lab["keypoints_3d"]), np.ones((21, 1))], 1),
+        "hand_pose": np.asarray(lab["mano"]["global_orient"] + lab["mano"]["hand_pose"], np.float32),
+        "betas": np.asarray(lab["mano"]["betas"], np.float32),
+        "right": np.float32(lab["side"] == "right"),
+        "has_hand_pose": np.float32(1.0),
+        "has_betas": np.float32(1.0),
+        "extra_info": {},
+    }
+
+
+def write_shard(path: Path, samples: list[dict[str, bytes]]) -> Path:
+    """A webdataset shard: sample i's members {ext: bytes} become s%04d.<ext>."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w") as tar:
+        for i, members in enumerate(samples):
+            for ext, data in members.items():
+                info = tarfile.TarInfo(f"s{i:04d}.{ext}")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    return path
 
 
 def write_tar(path: Path, hands: list) -> Path:
     """A webdataset shard with HaMeR's keys: <key>.jpg and <key>.data.pyd (list of per-hand dicts)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(path, "w") as tar:
-        for i, (image, lab) in enumerate(hands):
-            ok, jpg = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-            assert ok
-            box = np.asarray(lab["box"])
-            center = (box[:2] + box[2:]) / 2
-            hand = {
-                "center": center.astype(np.float32),
-                "scale": (2.5 * (box[2:] - box[:2]) / 200.0).astype(np.float32),
-                "keypoints_2d": np.asarray(lab["keypoints_2d"], np.float32),
-                "keypoints_3d": np.concatenate([np.asarray(lab["keypoints_3d"]), np.ones((21, 1))], 1),
-                "hand_pose": np.asarray(lab["mano"]["global_orient"] + lab["mano"]["hand_pose"], np.float32),
-                "betas": np.asarray(lab["mano"]["betas"], np.float32),
-                "right": np.float32(lab["side"] == "right"),
-                "has_hand_pose": np.float32(1.0),
-                "has_betas": np.float32(1.0),
-                "extra_info": {},
-            }
-            for name, data in (
-                (f"s{i:04d}.jpg", jpg.tobytes()),
-                (f"s{i:04d}.data.pyd", pickle.dumps([hand])),
-            ):
-                info = tarfile.TarInfo(name)
-                info.size = len(data)
-                tar.addfile(info, io.BytesIO(data))
-    return path
+    samples = [
+        {"jpg": encode(image, ".jpg"), "data.pyd": pickle.dumps([tar_hand(lab)])} for image, lab in hands
+    ]
+    return write_shard(path, samples)
 
 
 @pytest.fixture(scope="module")
@@ -307,7 +336,8 @@ def test_losses_match_definitions(assets, datasets):
     MANO loss whatever the prediction."""
     records = read_dataset(datasets["jsonl2d"], rescale=2.5)
     dataset = HandDataset([records], None)
-    batch = {k: torch.as_tensor(np.stack([dataset[(i, 0)][k] for i in range(2)])) for k in dataset[(0, 0)]}
+    batch = collate([dataset[(i, 0)] for i in range(2)]).tensors
+    assert batch is not None
     noise = torch.randn(2, 21, 3)
     output = {
         "pred_keypoints_3d": noise,
@@ -470,16 +500,33 @@ def test_ddp_two_processes_with_torchrun_on_cpu(assets, datasets, tmp_path):
     assert torchrun, "torchrun is installed with torch"
     out = tmp_path / "ddp"
     jsonl = datasets["jsonl"].path
+    # a second dataset, half of it a corrupt image: with one sample per rank and micro-batch, a rank
+    # regularly draws only a bad sample; both ranks must then skip that micro-batch together
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    image, labels = assets["hands"][0]
+    (mixed / "good.png").write_bytes(encode(image))
+    (mixed / "corrupt.png").write_bytes(b"not an image")
+    (mixed / "index.jsonl").write_text(
+        json.dumps(jsonl_entry(labels, "good.png"))
+        + "\n"
+        + json.dumps(jsonl_entry(labels, "corrupt.png"))
+        + "\n"
+    )
     command = [
         torchrun, "--standalone", "--nproc_per_node", "2", "-m", "wilor_ros.tools.cli", "train",
-        "--data", f"jsonl:{jsonl}",
+        "--data", f"jsonl:{jsonl}", "--data", f"jsonl:{mixed / 'index.jsonl'}",
         "--set", f"model.init_checkpoint={assets['ckpt']}", "--set", f"model.mano_path={assets['mano']}",
-        "--set", f"train.out_dir={out}", "--set", "train.batch_size=2", "--set", "train.steps=3",
+        "--set", f"train.out_dir={out}", "--set", "train.batch_size=1", "--set", "train.steps=4",
         "--set", "train.progress=false", "--set", "data.num_workers=0", "--set", "train.device=cpu",
     ]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "world 2" in result.stderr + result.stdout
+    report = json.loads((out / "checkpoints" / "data_report.json").read_text())
+    (bad,) = report["datasets"][1]["bad_samples"]
+    assert bad["file"] == str(mixed / "corrupt.png") and bad["reason"] == "corrupt-image"
+    assert bad["skipped_draws"] >= 1  # drawn (on either rank) and skipped, gathered to rank 0
     from wilor_ros.core.reconstructor import load_reconstructor
 
     trained = load_reconstructor(out / "checkpoints" / "last.ckpt", assets["mano"])

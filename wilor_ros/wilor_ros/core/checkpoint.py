@@ -359,8 +359,12 @@ def write_checkpoint(
 
 
 def atomic_torch_save(payload: dict[str, Any], path: str | os.PathLike[str]) -> Path:
-    """torch.save through a temporary file and a rename, so a crash never leaves half a file."""
+    """torch.save through a temporary file and a rename, so a crash never leaves half a file.
+
+    Refuses (CheckpointError) a payload holding a NaN/infinite tensor: such a checkpoint is never written.
+    """
     path = Path(path)
+    refuse_non_finite(payload, f"refusing to write {path}")
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     os.close(handle)
@@ -381,3 +385,35 @@ def save_model_checkpoint(path: str | os.PathLike[str], model: WiLoR, synthetic:
         for k, v in model.state_dict().items()
     }
     return write_checkpoint(path, state, model.config, synthetic or bool(getattr(model, "synthetic", False)))
+
+
+def _non_finite_tensor(value: Any, name: str) -> tuple[str, int] | None:
+    """(name, count) of the first floating-point tensor in a nested payload holding NaN/inf values."""
+    if isinstance(value, torch.Tensor):
+        if not (value.is_floating_point() or value.is_complex()):
+            return None
+        finite = torch.isfinite(value)
+        return None if bool(finite.all()) else (name, int((~finite).sum()))
+    if isinstance(value, dict):
+        children: Any = ((f"{name}.{key}" if name else str(key), child) for key, child in value.items())
+    elif isinstance(value, (list, tuple)):
+        children = ((f"{name}[{i}]", child) for i, child in enumerate(value))
+    else:
+        return None
+    for child_name, child in children:
+        found = _non_finite_tensor(child, child_name)
+        if found:
+            return found
+    return None
+
+
+def refuse_non_finite(payload: Any, context: str) -> None:
+    """Raise CheckpointError naming the first tensor of ``payload`` (nested dicts/lists) that holds a
+    NaN or infinite value: a diverged model must never be saved or served."""
+    found = _non_finite_tensor(payload, "")
+    if found:
+        name, count = found
+        raise CheckpointError(
+            f"{context}: tensor '{name}' holds {count} NaN/infinite value(s). The weights diverged; "
+            "use an earlier checkpoint (and a lower learning rate or gradient clipping when training)."
+        )

@@ -7,7 +7,7 @@ import os
 
 import torch
 
-from wilor_ros.core.checkpoint import load_into_meta_model, read_checkpoint
+from wilor_ros.core.checkpoint import load_into_meta_model, read_checkpoint, refuse_non_finite
 from wilor_ros.core.mano import load_mano
 from wilor_ros.core.models.mano_layer import ManoLayer
 from wilor_ros.core.models.wilor import HALF_DTYPES, ReconstructorConfig, WiLoR
@@ -40,7 +40,8 @@ def load_reconstructor(
 
     Raises:
         FileNotFoundError for missing files, ValueError (CheckpointError) for a wrong or unsafe
-        checkpoint, ValueError for an unsupported dtype/device combination.
+        checkpoint or one holding a NaN/infinite tensor (named), ValueError for an unsupported
+        dtype/device combination.
     """
     device = torch.device(device)
     if dtype not in SUPPORTED_DTYPES:
@@ -49,6 +50,7 @@ def load_reconstructor(
         raise ValueError(f"{dtype} is supported on CUDA devices only (got device {device}); use float32")
 
     contents = read_checkpoint(checkpoint_path)
+    refuse_non_finite(contents.state_dict, f"{checkpoint_path} cannot be loaded")
     config = contents.config or ReconstructorConfig.full()
     mano_model = load_mano(mano_path)
     mano_layer = ManoLayer(mano_model.smplx_data_struct())

@@ -112,7 +112,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     from wilor_ros.tools.train.config import TrainConfig
     from wilor_ros.tools.train.trainer import train
 
-    cfg = load_config(TrainConfig, args.config, args.overrides)
+    cfg = load_config(
+        TrainConfig, args.config, [*args.overrides, *(["data.strict=true"] if args.strict else [])]
+    )
     if args.data:
         data = config_to_dict(cfg)
         data["data"]["datasets"] = _data_entries(args.data)
@@ -126,7 +128,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from wilor_ros.tools.evaluate import evaluate, format_table
     from wilor_ros.tools.train.config import EvalConfig
 
-    overrides = list(args.overrides)
+    overrides = [*args.overrides, *(["strict=true"] if args.strict else [])]
     for key, value in (("checkpoint", args.checkpoint), ("mano_path", args.mano), ("out_json", args.out)):
         if value:
             overrides.append(f"{key}={value}")
@@ -224,6 +226,7 @@ def _add_training_commands(sub: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="override any TrainConfig key, e.g. --set train.steps=100 (repeatable)",
     )
+    train.add_argument("--strict", action="store_true", help=STRICT_HELP)
     train.set_defaults(func=cmd_train)
 
     ev = sub.add_parser("eval", help="PA-MPJPE/PA-MPVPE/F-scores/AUC and 2D PCK of a checkpoint per dataset")
@@ -233,6 +236,7 @@ def _add_training_commands(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--data", action="append", default=[], metavar="KIND:PATH", help="dataset (repeatable)")
     ev.add_argument("--out", help="also write the numbers to this JSON file")
     ev.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    ev.add_argument("--strict", action="store_true", help=STRICT_HELP)
     ev.set_defaults(func=cmd_eval)
 
     det = sub.add_parser("train-detector", help="fine-tune detector.pt on a YOLO dataset (needs ultralytics)")
@@ -246,6 +250,41 @@ def _add_training_commands(sub: argparse._SubParsersAction) -> None:
     det.add_argument("--batch", type=int, default=16)
     det.add_argument("--device", help="'' (auto), cpu, 0, 0,1 ...")
     det.set_defaults(func=cmd_train_detector)
+
+
+# ---------------------------------------------------------------- data check (tools/check_data)
+STRICT_HELP = "stop at the first bad sample, naming it (default: skip, count and report bad samples)"
+
+
+def cmd_check_data(args: argparse.Namespace) -> int:
+    """Exit status 0 when every sample is good, 1 when some are bad (the table names them)."""
+    from wilor_ros.core.config import from_dict
+    from wilor_ros.tools.check_data import check_data
+    from wilor_ros.tools.train.config import DatasetEntry
+
+    entries = [from_dict(DatasetEntry, entry) for entry in _data_entries(args.specs)]
+    report = check_data(entries, args.rescale, progress=not args.no_progress)
+    print(report.format(max_listed=args.list, ranges=True))
+    if args.json:
+        print(f"wrote {report.write_json(args.json)}")
+    return 1 if report.total_bad else 0
+
+
+def _add_check_data_command(sub: argparse._SubParsersAction) -> None:
+    from wilor_ros.tools.train.config import TRAIN_RESCALE_FACTOR
+
+    check = sub.add_parser(
+        "check-data",
+        help="read every sample of datasets once: bad samples by reason, offending files, value ranges",
+    )
+    check.add_argument(
+        "specs", nargs="+", metavar="KIND:PATH", help="datasets as for train/eval --data: freihand:DIR, ..."
+    )
+    check.add_argument("--rescale", type=float, default=TRAIN_RESCALE_FACTOR, help="crop rescale factor")
+    check.add_argument("--list", type=int, default=10, help="bad samples listed per dataset (default 10)")
+    check.add_argument("--json", type=Path, help="also write the full report (every bad sample) to JSON")
+    check.add_argument("--no-progress", action="store_true", help="no progress bar")
+    check.set_defaults(func=cmd_check_data)
 
 
 # ---------------------------------------------------------------- GPU deployment (engines, compare, bench)
@@ -417,6 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
     main_demo.add_argument("--out", type=Path, default=DEFAULT_OUT_DIR / "demo")
     main_demo.set_defaults(func=cmd_demo_main)
     _add_training_commands(sub)
+    _add_check_data_command(sub)
     _add_temporal_commands(sub)
     _add_gpu_commands(sub)
     return parser

@@ -10,6 +10,9 @@ Per dataset (any format of tools/train/datasets.py, no augmentation, crops with 
 * 2D (samples with annotated 2D keypoints): predicted keypoints mapped back to image pixels through the
   inverse crop affine; PCK at ``pck_2d_ratio * max(box w, h)`` and the mean pixel error.
 
+Bad samples (tools/train/validation.py) are left out, counted and summarised on stderr and under
+``data`` in the JSON; ``strict`` makes the first one an error.
+
 Results: a printed table and, optionally, a JSON file with the same numbers.
 """
 
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -29,7 +33,8 @@ from wilor_ros.core.mano import load_mano
 from wilor_ros.core.metrics import SampleMetrics, aggregate, evaluate_sample, pck_2d
 from wilor_ros.core.preprocessing import invert_affine
 from wilor_ros.tools.train.config import EvalConfig
-from wilor_ros.tools.train.datasets import HandRecord, read_dataset, record_to_example
+from wilor_ros.tools.train.datasets import HandRecord, distinguish_labels, read_dataset, try_example
+from wilor_ros.tools.train.validation import BadSample, BadSampleError, DataReport
 
 LOG = logging.getLogger(__name__)
 
@@ -88,16 +93,34 @@ def evaluate_records(
     name: str,
     batch_size: int = 16,
     pck_ratio: float = 0.05,
+    report: DataReport | None = None,
+    strict: bool = False,
 ) -> DatasetMetrics:
-    """Run ``model`` (eval mode, float32 input) on the records and compute :class:`DatasetMetrics`."""
+    """Run ``model`` (eval mode, float32 input) on the records and compute :class:`DatasetMetrics`.
+
+    A record whose image is missing or corrupt (or whose box lies outside it) is left out and added to
+    ``report`` (BadSampleError instead when ``strict``); ``num_hands`` counts the evaluated hands."""
     device = next(model.parameters()).device
     samples_3d: list[SampleMetrics] = []
     vertex_complete = True
     pck_values: list[float] = []
     errors_2d: list[float] = []
+    evaluated = 0
     for start in range(0, len(records), batch_size):
-        chunk = records[start : start + batch_size]
-        examples = [record_to_example(r, None, 0) for r in chunk]
+        loaded = [(r, try_example(r, None, 0)) for r in records[start : start + batch_size]]
+        for _, example in loaded:
+            if isinstance(example, BadSample):
+                if strict:
+                    raise BadSampleError(example)
+                LOG.warning("skipping bad sample %s", example.describe())
+                if report is not None:
+                    report.add(example)
+        good = [(r, e) for r, e in loaded if not isinstance(e, BadSample)]
+        if not good:
+            continue
+        chunk = [r for r, _ in good]
+        examples = [e for _, e in good]
+        evaluated += len(chunk)
         crops = torch.as_tensor(np.stack([e["img"] for e in examples])).to(device)
         with torch.no_grad():
             out = model(crops)
@@ -114,14 +137,16 @@ def evaluate_records(
                 gt_v = _gt_vertices(model, example, record)
                 vertex_complete &= gt_v is not None
                 with_vertices = gt_v is not None and bool(visible.all())
-                samples_3d.append(
-                    evaluate_sample(
+                try:
+                    metrics = evaluate_sample(
                         pred_j[visible],
                         record.keypoints_3d[visible, :3],
                         pred_v if with_vertices else None,
                         gt_v if with_vertices else None,
                     )
-                )
+                except ValueError as exc:  # e.g. a non-finite prediction: say which sample
+                    raise ValueError(f"{record.ref.describe()}: {exc}") from exc
+                samples_3d.append(metrics)
             visible_2d = record.keypoints_2d[:, 2] > 0
             if visible_2d.sum() >= MIN_2D_KEYPOINTS:
                 crop_px = (kp2d[i] + 0.5) * CROP_SIZE
@@ -130,7 +155,7 @@ def evaluate_records(
                 gt = record.keypoints_2d[:, :2]
                 pck_values.append(pck_2d(image_px, gt, record.box, pck_ratio, visible=visible_2d))
                 errors_2d.append(float(np.linalg.norm(image_px - gt, axis=1)[visible_2d].mean()))
-    result = DatasetMetrics(name=name, num_hands=len(records), num_3d=len(samples_3d), num_2d=len(pck_values))
+    result = DatasetMetrics(name=name, num_hands=evaluated, num_3d=len(samples_3d), num_2d=len(pck_values))
     if samples_3d:
         agg = aggregate(samples_3d)
         result.pa_mpjpe_mm, result.auc_joints = agg.pa_mpjpe_mm, agg.auc_joints
@@ -154,11 +179,24 @@ def evaluate(cfg: EvalConfig) -> list[DatasetMetrics]:
     model = load_reconstructor(cfg.checkpoint, cfg.mano_path, device=_device(cfg.device))
     hands_mean = load_mano(cfg.mano_path).hands_mean if cfg.freihand_pose_mean_relative else None
     results = []
+    report = DataReport()
+    distinguish_labels(cfg.datasets)
     for entry in cfg.datasets:
-        records = read_dataset(entry, cfg.rescale_factor, hands_mean)
+        records = read_dataset(entry, cfg.rescale_factor, hands_mean, report, cfg.strict)
         if cfg.max_samples > 0:
             records = records[: cfg.max_samples]
-        results.append(evaluate_records(model, records, entry.label, cfg.batch_size, cfg.pck_2d_ratio))
+        results.append(
+            evaluate_records(
+                model,
+                records,
+                entry.label,
+                cfg.batch_size,
+                cfg.pck_2d_ratio,
+                report=report,
+                strict=cfg.strict,
+            )
+        )
+    print(report.format(), file=sys.stderr)
     if cfg.out_json:
         path = Path(cfg.out_json)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -166,6 +204,7 @@ def evaluate(cfg: EvalConfig) -> list[DatasetMetrics]:
             "checkpoint": cfg.checkpoint,
             "synthetic": bool(model.synthetic),
             "datasets": [asdict(r) for r in results],
+            "data": report.to_dict(),
         }
         path.write_text(json.dumps(payload, indent=2))
     return results

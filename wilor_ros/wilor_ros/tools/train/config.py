@@ -134,6 +134,9 @@ class DataSection:
     # FreiHAND's 45 articulation values: True = relative to MANO's mean hand (smplx flat_hand_mean=False,
     # our reading of FreiHAND's tooling); they are converted to the flat-hand convention WiLoR predicts.
     freihand_pose_mean_relative: bool = True
+    # bad samples (non-finite, out of range, missing/corrupt image) are skipped, counted and reported;
+    # strict: the first one stops the run with its name instead (`wilor-ros train --strict`)
+    strict: bool = False
 
     def validate(self) -> None:
         if not self.rescale_factor > 0:
@@ -216,6 +219,7 @@ class EvalConfig:
     freihand_pose_mean_relative: bool = True
     max_samples: int = 0  # 0 = all
     out_json: str = ""
+    strict: bool = False  # the first bad sample is an error (default: skipped, counted, reported)
 
 
 __all__ = [

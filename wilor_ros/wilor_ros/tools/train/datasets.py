@@ -30,10 +30,12 @@ import glob
 import io
 import json
 import logging
+import math
 import os
 import pickle
 import tarfile
-from collections.abc import Iterator, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +49,22 @@ from wilor_ros.core.preprocessing import crop_geometry
 from wilor_ros.core.types import Side
 from wilor_ros.tools.train.augment import AugmentParams, make_training_example, sample_augment
 from wilor_ros.tools.train.config import AugmentConfig, DatasetEntry
+from wilor_ros.tools.train.validation import (
+    BAD_SHAPE,
+    CORRUPT_IMAGE,
+    INVALID,
+    MISSING_IMAGE,
+    OUT_OF_RANGE,
+    BadSample,
+    BadSampleError,
+    DataReport,
+    SampleError,
+    SampleRef,
+    require_finite,
+    require_shape,
+    validate_box_in_image,
+    validate_record,
+)
 
 LOG = logging.getLogger(__name__)
 
@@ -54,6 +72,7 @@ MANO_POSE_DIM = 3 * (NUM_HAND_JOINTS + 1)  # 48
 FREIHAND_MANO_DIM = MANO_POSE_DIM + NUM_BETAS + 3  # 61
 SCALE_UNIT = 200.0  # HaMeR's box "scale" convention: size / 200
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png")
+MAX_LOGGED_BAD = 10  # warnings per dataset while reading; the summary lists them all
 
 
 @dataclass
@@ -66,7 +85,8 @@ class HandRecord:
     keypoints_2d: 21 x 3 (pixels, confidence; 0 = unannotated). keypoints_3d: 21 x 4 (metres, camera
     frame, confidence). mano_pose: (48,) axis-angle (global orient + 15 joints, flat-hand convention, in
     the hand's own side convention); betas (10,); has_pose/has_betas: 0 or 1. vertices: 778 x 3 metres
-    (camera frame) when the source provides them (evaluation).
+    (camera frame) when the source provides them (evaluation). dataset/index/file: where the sample
+    comes from (validation.SampleRef), set by the reader.
     """
 
     image: str | tuple[str, int, int]
@@ -81,27 +101,38 @@ class HandRecord:
     has_pose: float = 0.0
     has_betas: float = 0.0
     vertices: np.ndarray | None = None
-    source: str = ""
+    dataset: str = ""
+    index: int = -1
+    file: str = ""
 
     @property
     def has_3d(self) -> bool:
         return bool(np.any(self.keypoints_3d[:, 3] > 0))
 
+    @property
+    def ref(self) -> SampleRef:
+        return SampleRef(self.dataset, self.index, self.file)
+
 
 def load_image(image: str | tuple[str, int, int]) -> np.ndarray:
-    """H x W x 3 RGB uint8 from a path or a (tar, offset, size) reference."""
+    """H x W x 3 RGB uint8 from a path or a (tar, offset, size) reference.
+
+    Raises SampleError (missing-image / corrupt-image) when the file is gone or does not decode.
+    """
     if isinstance(image, tuple):
         tar_path, offset, size = image
         with open(tar_path, "rb") as handle:
             handle.seek(offset)
             data = np.frombuffer(handle.read(size), dtype=np.uint8)
-        bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
+        bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
         where = f"{tar_path}@{offset}"
     else:
+        if not os.path.isfile(image):
+            raise SampleError(MISSING_IMAGE, f"image file not found: {image}")
         bgr = cv2.imread(image, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
         where = image
-    if bgr is None:
-        raise ValueError(f"cannot decode image {where}")
+    if bgr is None or bgr.size == 0:
+        raise SampleError(CORRUPT_IMAGE, f"cannot decode image {where}")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
@@ -116,6 +147,24 @@ def _keypoint_box(points: np.ndarray) -> np.ndarray:
     return np.array([*points.min(axis=0), *points.max(axis=0)], dtype=np.float32)
 
 
+# ------------------------------------------------------------------------------------------ per sample
+Item = HandRecord | BadSample  # what the readers return per sample
+
+
+def _guarded(dataset: str, index: int, file: str, build: Callable[..., HandRecord], *args: Any) -> Item:
+    """``build(*args)`` validated (validation.validate_record), or the BadSample saying why not: one
+    broken sample never stops the reading of the others."""
+    try:
+        record = build(*args)
+        record.dataset, record.index, record.file = dataset, index, file
+        validate_record(record)
+        return record
+    except SampleError as exc:
+        return BadSample(dataset, index, file, exc.reason, exc.detail)
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+        return BadSample(dataset, index, file, INVALID, f"{type(exc).__name__}: {exc}")
+
+
 # ------------------------------------------------------------------------------------------ FreiHAND
 def read_freihand(
     root: str | os.PathLike[str],
@@ -123,9 +172,12 @@ def read_freihand(
     rescale: float = 2.5,
     hands_mean: np.ndarray | None = None,
     label: str = "freihand",
-) -> list[HandRecord]:
+) -> list[Item]:
     """Records of a FreiHAND folder (module docstring). ``hands_mean`` (45,): when given, added to the 45
-    finger values to turn FreiHAND's mean-relative pose into the flat-hand convention WiLoR predicts."""
+    finger values to turn FreiHAND's mean-relative pose into the flat-hand convention WiLoR predicts.
+
+    Image i is ``<split>/rgb/%08d.jpg`` (its number, not its position in the folder, selects annotation
+    i mod N); a number missing from the sequence is reported as a missing image."""
     root = Path(root)
     k_path, xyz_path = root / f"{split}_K.json", root / f"{split}_xyz.json"
     for path in (k_path, xyz_path):
@@ -145,41 +197,72 @@ def read_freihand(
     verts_path = root / f"{split}_verts.json"
     verts = np.asarray(json.loads(verts_path.read_text()), np.float32) if verts_path.is_file() else None
     image_dir = root / split / "rgb"
-    images = sorted(p for p in image_dir.glob("*") if p.suffix.lower().lstrip(".") in IMAGE_EXTENSIONS)
+    images: dict[int, Path] = {}
+    for path in image_dir.glob("*"):
+        if path.suffix.lower().lstrip(".") in IMAGE_EXTENSIONS:
+            if not path.stem.isdigit():
+                raise ValueError(f"{path}: FreiHAND images are named by number (%08d.jpg)")
+            images[int(path.stem)] = path
     if not images:
         raise FileNotFoundError(f"no images in {image_dir}")
-    records = []
-    for image_index, image_path in enumerate(images):
-        i = image_index % count
-        uvw = xyz[i] @ intrinsics[i].T
-        uv = uvw[:, :2] / uvw[:, 2:3]
-        box = _keypoint_box(uv)
-        center, side = _box_to_crop(box, True, rescale)
-        pose = np.zeros(MANO_POSE_DIM)
-        betas = np.zeros(NUM_BETAS)
-        if mano is not None:
-            pose = mano[i, :MANO_POSE_DIM].copy()
-            betas = mano[i, MANO_POSE_DIM : MANO_POSE_DIM + NUM_BETAS]
-            if hands_mean is not None:
-                pose[3:] += np.asarray(hands_mean, np.float64).reshape(-1)
-        records.append(
-            HandRecord(
-                image=str(image_path),
-                center=center,
-                side_px=side,
-                box=box,
-                is_right=True,
-                keypoints_2d=np.concatenate([uv, np.ones((NUM_JOINTS, 1))], 1).astype(np.float32),
-                keypoints_3d=np.concatenate([xyz[i], np.ones((NUM_JOINTS, 1))], 1).astype(np.float32),
-                mano_pose=pose.astype(np.float32),
-                betas=np.asarray(betas, np.float32),
-                has_pose=float(mano is not None),
-                has_betas=float(mano is not None),
-                vertices=None if verts is None else verts[i],
-                source=label,
+    # the folder holds whole versions of the N annotations (training: 4, evaluation: 1)
+    expected = math.ceil((max(images) + 1) / count) * count
+    items = []
+    for image_index in range(expected):
+        path = images.get(image_index, image_dir / f"{image_index:08d}.jpg")
+        items.append(
+            _guarded(
+                label, image_index, str(path), _freihand_record, path if image_index in images else None,
+                image_index % count, intrinsics, xyz, mano, verts, hands_mean, rescale,
             )
+        )  # fmt: skip
+    return items
+
+
+def _freihand_record(
+    image_path: Path | None,
+    i: int,
+    intrinsics: np.ndarray,
+    xyz: np.ndarray,
+    mano: np.ndarray | None,
+    verts: np.ndarray | None,
+    hands_mean: np.ndarray | None,
+    rescale: float,
+) -> HandRecord:
+    """Annotation ``i`` with its image (None: missing from the folder)."""
+    if image_path is None:
+        raise SampleError(MISSING_IMAGE, "image missing from the numbered sequence of the rgb folder")
+    k = require_finite("intrinsics (K.json)", intrinsics[i])
+    joints = require_finite("keypoints_3d (xyz.json)", xyz[i])
+    if np.any(joints[:, 2] <= 0):
+        raise SampleError(
+            OUT_OF_RANGE, "keypoints_3d (xyz.json): a joint has depth z <= 0 (behind the camera)"
         )
-    return records
+    uvw = joints @ k.T
+    uv = require_finite("projected keypoints (K . xyz)", uvw[:, :2] / uvw[:, 2:3])
+    box = _keypoint_box(uv)
+    center, side = _box_to_crop(box, True, rescale)
+    pose = np.zeros(MANO_POSE_DIM)
+    betas = np.zeros(NUM_BETAS)
+    if mano is not None:
+        pose = require_finite("mano pose (mano.json)", mano[i, :MANO_POSE_DIM]).copy()
+        betas = require_finite("betas (mano.json)", mano[i, MANO_POSE_DIM : MANO_POSE_DIM + NUM_BETAS])
+        if hands_mean is not None:
+            pose[3:] += np.asarray(hands_mean, np.float64).reshape(-1)
+    return HandRecord(
+        image=str(image_path),
+        center=center,
+        side_px=side,
+        box=box,
+        is_right=True,
+        keypoints_2d=np.concatenate([uv, np.ones((NUM_JOINTS, 1))], 1).astype(np.float32),
+        keypoints_3d=np.concatenate([joints, np.ones((NUM_JOINTS, 1))], 1).astype(np.float32),
+        mano_pose=pose.astype(np.float32),
+        betas=np.asarray(betas, np.float32),
+        has_pose=float(mano is not None),
+        has_betas=float(mano is not None),
+        vertices=None if verts is None else verts[i],
+    )
 
 
 # ------------------------------------------------------------------------------------------ tar shards
@@ -232,9 +315,12 @@ def _split_member(name: str) -> tuple[str, str]:
     return os.path.join(folder, stem), ext.lower()
 
 
-def read_webdataset(path: str, label: str = "webdataset") -> list[HandRecord]:
-    """Records of every hand in the shards at ``path`` (module docstring). Images are read lazily."""
-    records: list[HandRecord] = []
+def read_webdataset(path: str, label: str = "webdataset") -> list[Item]:
+    """Records of every hand in the shards at ``path`` (module docstring). Images are read lazily.
+
+    Every hand is one sample; a key whose data.pyd or image is missing or unreadable counts as one bad
+    sample named ``<shard>:<member>``."""
+    items: list[Item] = []
     for shard in expand_shards(path):
         groups: dict[str, dict[str, tarfile.TarInfo]] = {}
         with tarfile.open(shard, "r:") as tar:
@@ -244,30 +330,41 @@ def read_webdataset(path: str, label: str = "webdataset") -> list[HandRecord]:
                     groups.setdefault(key, {})[ext] = member
             for key, members in groups.items():
                 image_member = next((members[e] for e in IMAGE_EXTENSIONS if e in members), None)
+                file = f"{shard}:{(image_member or next(iter(members.values()))).name}"
                 if image_member is None or "data.pyd" not in members:
-                    LOG.warning("%s: sample %s lacks an image or data.pyd; skipped", shard, key)
+                    missing = "image (.jpg/.jpeg/.png)" if image_member is None else "data.pyd"
+                    reason = MISSING_IMAGE if image_member is None else INVALID
+                    items.append(BadSample(label, len(items), file, reason, f"sample {key} has no {missing}"))
                     continue
-                extracted = tar.extractfile(members["data.pyd"])
-                assert extracted is not None  # a regular file member
-                hands = _load_pyd(extracted.read())
+                try:
+                    extracted = tar.extractfile(members["data.pyd"])
+                    assert extracted is not None  # a regular file member
+                    hands = _load_pyd(extracted.read())
+                except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as exc:
+                    detail = f"{key}.data.pyd is unreadable ({type(exc).__name__}: {exc})"
+                    items.append(BadSample(label, len(items), file, INVALID, detail))
+                    continue
                 if isinstance(hands, dict):
                     hands = [hands]
                 ref = (shard, image_member.offset_data, image_member.size)
                 for hand in hands:
-                    records.append(_record_from_pyd(hand, ref, f"{label}:{key}"))
-    return records
+                    items.append(_guarded(label, len(items), file, _record_from_pyd, hand, ref))
+    return items
 
 
-def _record_from_pyd(hand: dict[str, Any], image_ref: tuple[str, int, int], source: str) -> HandRecord:
-    center = np.asarray(hand["center"], np.float64).reshape(2)
-    scale = np.asarray(hand["scale"], np.float64).reshape(-1)
+def _record_from_pyd(hand: dict[str, Any], image_ref: tuple[str, int, int]) -> HandRecord:
+    center = require_finite("center", hand["center"]).reshape(2)
+    scale = require_finite("scale", hand["scale"]).reshape(-1)
     size_wh = np.resize(scale, 2) * SCALE_UNIT
+    if not np.all(size_wh > 0):
+        raise SampleError(OUT_OF_RANGE, f"scale must be positive, got {scale.tolist()}")
     is_right = bool(float(np.asarray(hand.get("right", 1.0))) > 0.5)
     box = np.array([*(center - size_wh / 2), *(center + size_wh / 2)], np.float32)
     # the stored scale already includes the rescale factor: widen to 3:4 and square only (rescale 1)
     crop_center, side = _box_to_crop(box, is_right, 1.0)
     kp2d = np.asarray(hand.get("keypoints_2d", np.zeros((NUM_JOINTS, 3))), np.float32).reshape(NUM_JOINTS, 3)
     kp3d = np.asarray(hand.get("keypoints_3d", np.zeros((NUM_JOINTS, 4))), np.float32).reshape(NUM_JOINTS, 4)
+    require_finite("keypoints_2d", kp2d)
     visible = kp2d[kp2d[:, 2] > 0, :2]
     return HandRecord(
         image=image_ref,
@@ -281,12 +378,11 @@ def _record_from_pyd(hand: dict[str, Any], image_ref: tuple[str, int, int], sour
         betas=np.asarray(hand.get("betas", np.zeros(NUM_BETAS)), np.float32).reshape(NUM_BETAS),
         has_pose=float(np.asarray(hand.get("has_hand_pose", 0.0))),
         has_betas=float(np.asarray(hand.get("has_betas", 0.0))),
-        source=source,
     )
 
 
 # ------------------------------------------------------------------------------------------ JSONL
-def read_jsonl(path: str | os.PathLike[str], rescale: float = 2.5, label: str = "jsonl") -> list[HandRecord]:
+def read_jsonl(path: str | os.PathLike[str], rescale: float = 2.5, label: str = "jsonl") -> list[Item]:
     """Our index format: a .jsonl file (one object per line) or a .json list of objects::
 
         {"image": "frames/000123.jpg",          # relative to the index file's folder, or absolute
@@ -298,7 +394,8 @@ def read_jsonl(path: str | os.PathLike[str], rescale: float = 2.5, label: str = 
                                                 # flat-hand convention, the hand's own side's MANO
          "vertices": [[x, y, z], ...]}          # optional: 778 x 3 metres (evaluation only)
 
-    Left-hand labels are given as observed (unmirrored); the loader mirrors them with the crop.
+    Left-hand labels are given as observed (unmirrored); the loader mirrors them with the crop. Sample i
+    is the i-th object; a line that is not JSON is a bad sample named ``<index file>:<line>``.
     """
     path = Path(path)
     if not path.is_file():
@@ -308,36 +405,52 @@ def read_jsonl(path: str | os.PathLike[str], rescale: float = 2.5, label: str = 
         entries = json.loads(text)
         if not isinstance(entries, list):
             raise ValueError(f"{path}: a .json index must hold a list of samples")
+        numbered = [(f"{path}#{i}", entry) for i, entry in enumerate(entries)]
     else:
-        entries = [json.loads(line) for line in text.splitlines() if line.strip()]
-    return [
-        _record_from_json(entry, path.parent, f"{label}:{path.name}#{i}", rescale)
-        for i, entry in enumerate(entries)
-    ]
+        numbered = []
+        for line_no, line in enumerate(text.splitlines(), start=1):
+            if line.strip():
+                try:
+                    numbered.append((f"{path}:{line_no}", json.loads(line)))
+                except json.JSONDecodeError as exc:
+                    numbered.append((f"{path}:{line_no}", exc))
+    items: list[Item] = []
+    for index, (where, entry) in enumerate(numbered):
+        if isinstance(entry, Exception):
+            items.append(BadSample(label, index, where, INVALID, f"not a JSON object: {entry}"))
+            continue
+        file = where
+        if isinstance(entry, dict) and isinstance(entry.get("image"), str):
+            file = str(_resolve(entry["image"], path.parent))
+        items.append(_guarded(label, index, file, _record_from_json, entry, path.parent, rescale))
+    return items
 
 
-def _record_from_json(entry: dict[str, Any], base: Path, where: str, rescale: float) -> HandRecord:
+def _resolve(image: str, base: Path) -> Path:
+    return Path(image) if Path(image).is_absolute() else base / image
+
+
+def _record_from_json(entry: dict[str, Any], base: Path, rescale: float) -> HandRecord:
     for key in ("image", "box", "side"):
         if key not in entry:
-            raise ValueError(f"{where}: missing required field {key!r}")
-    image = Path(entry["image"])
-    image = image if image.is_absolute() else base / image
-    box = np.asarray(entry["box"], np.float32).reshape(-1)
-    if box.shape != (4,) or box[2] <= box[0] or box[3] <= box[1]:
-        raise ValueError(f"{where}: box must be [x1, y1, x2, y2], x2 > x1, y2 > y1; got {entry['box']}")
+            raise ValueError(f"missing required field {key!r}")
+    box = require_finite("box", require_shape("box", np.asarray(entry["box"], np.float64).reshape(-1), (4,)))
+    if box[2] <= box[0] or box[3] <= box[1]:
+        raise SampleError(OUT_OF_RANGE, f"box must be [x1, y1, x2, y2], x2 > x1, y2 > y1; got {entry['box']}")
+    box = box.astype(np.float32)
     is_right = Side.parse(entry["side"]) == Side.RIGHT
     kp2d = np.zeros((NUM_JOINTS, 3), np.float32)
     if entry.get("keypoints_2d") is not None:
         raw = np.asarray(entry["keypoints_2d"], np.float32)
         if raw.shape not in ((NUM_JOINTS, 2), (NUM_JOINTS, 3)):
-            raise ValueError(f"{where}: keypoints_2d must be 21 x 2 or 21 x 3, got {raw.shape}")
+            raise SampleError(BAD_SHAPE, f"keypoints_2d must be 21 x 2 or 21 x 3, got {raw.shape}")
         kp2d[:, :2] = raw[:, :2]
         kp2d[:, 2] = raw[:, 2] if raw.shape[1] == 3 else 1.0
     kp3d = np.zeros((NUM_JOINTS, 4), np.float32)
     if entry.get("keypoints_3d") is not None:
         raw = np.asarray(entry["keypoints_3d"], np.float32)
         if raw.shape not in ((NUM_JOINTS, 3), (NUM_JOINTS, 4)):
-            raise ValueError(f"{where}: keypoints_3d must be 21 x 3 or 21 x 4, got {raw.shape}")
+            raise SampleError(BAD_SHAPE, f"keypoints_3d must be 21 x 3 or 21 x 4, got {raw.shape}")
         kp3d[:, :3] = raw[:, :3]
         kp3d[:, 3] = raw[:, 3] if raw.shape[1] == 4 else 1.0
     pose, has_pose = np.zeros(MANO_POSE_DIM, np.float32), 0.0
@@ -354,6 +467,9 @@ def _record_from_json(entry: dict[str, Any], base: Path, where: str, rescale: fl
     if entry.get("vertices") is not None:
         vertices = np.asarray(entry["vertices"], np.float32).reshape(NUM_VERTICES, 3)
     center, side = _box_to_crop(box, is_right, float(entry.get("rescale", rescale)))
+    image = _resolve(str(entry["image"]), base)
+    if not image.is_file():  # a stat only: decoding waits until the sample is drawn
+        raise SampleError(MISSING_IMAGE, f"image file not found: {image}")
     return HandRecord(
         image=str(image),
         center=center,
@@ -367,33 +483,84 @@ def _record_from_json(entry: dict[str, Any], base: Path, where: str, rescale: fl
         has_pose=has_pose,
         has_betas=has_betas,
         vertices=vertices,
-        source=where,
     )
 
 
-def read_dataset(
+def distinguish_labels(entries: Sequence[DatasetEntry]) -> None:
+    """Name unnamed entries whose default labels collide (two ``index.jsonl`` files, say) after their
+    folder too, so that reports and tables tell them apart; ValueError if labels still collide."""
+    counts = Counter(entry.label for entry in entries)
+    for entry in entries:
+        if not entry.name and counts[entry.label] > 1:
+            path = Path(entry.path)
+            entry.name = f"{entry.kind}:{path.parent.name}/{path.name}"
+    clashes = sorted(label for label, count in Counter(e.label for e in entries).items() if count > 1)
+    if clashes:
+        raise ValueError(f"several datasets are labelled {clashes}: give each a distinct `name`")
+
+
+def read_dataset_items(
     entry: DatasetEntry, rescale: float, hands_mean: np.ndarray | None = None
-) -> list[HandRecord]:
-    """Dispatch on ``entry.kind``; raises ValueError/FileNotFoundError with the offending path."""
+) -> list[Item]:
+    """Every sample of ``entry`` in order, good (HandRecord) or bad (BadSample). Raises
+    ValueError/FileNotFoundError only for a dataset that cannot be read at all (missing index file,
+    wrong FreiHAND layout ...), naming the offending path."""
     if entry.kind == "freihand":
-        records = read_freihand(entry.path, entry.split, rescale, hands_mean, entry.label)
-    elif entry.kind == "webdataset":
-        records = read_webdataset(entry.path, entry.label)
-    else:
-        records = read_jsonl(entry.path, rescale, entry.label)
+        return read_freihand(entry.path, entry.split, rescale, hands_mean, entry.label)
+    if entry.kind == "webdataset":
+        return read_webdataset(entry.path, entry.label)
+    return read_jsonl(entry.path, rescale, entry.label)
+
+
+def read_dataset(
+    entry: DatasetEntry,
+    rescale: float,
+    hands_mean: np.ndarray | None = None,
+    report: DataReport | None = None,
+    strict: bool = False,
+) -> list[HandRecord]:
+    """The good records of ``entry``; bad samples go to ``report`` (logged when there is none).
+
+    Raises BadSampleError for the first bad sample when ``strict``, ValueError when no good sample is
+    left, and whatever :func:`read_dataset_items` raises.
+    """
+    items = read_dataset_items(entry, rescale, hands_mean)
+    records = [item for item in items if isinstance(item, HandRecord)]
+    bad = [item for item in items if isinstance(item, BadSample)]
+    if strict and bad:
+        raise BadSampleError(bad[0])
+    if report is not None:
+        report.set_samples(entry.label, len(items))
+        for item in bad:
+            report.add(item)
+    for item in bad[:MAX_LOGGED_BAD]:
+        LOG.warning("skipping bad sample %s", item.describe())
+    if len(bad) > MAX_LOGGED_BAD:
+        LOG.warning(
+            "... %d more bad samples in %s (all are in the summary)", len(bad) - MAX_LOGGED_BAD, entry.label
+        )
     if not records:
-        raise ValueError(f"dataset {entry.label} ({entry.path}) holds no samples")
-    LOG.info("dataset %s: %d hands", entry.label, len(records))
+        reasons = "; ".join(item.describe() for item in bad[:3])
+        raise ValueError(
+            f"dataset {entry.label} ({entry.path}) holds no usable samples"
+            + (f": all {len(bad)} are bad, e.g. {reasons}" if bad else "")
+            + " (`wilor-ros check-data` lists them)"
+        )
+    LOG.info("dataset %s: %d hands (%d bad samples skipped)", entry.label, len(records), len(bad))
     return records
 
 
 # ------------------------------------------------------------------------------------------ torch side
 def record_to_example(record: HandRecord, augment: AugmentConfig | None, seed: int) -> dict[str, Any]:
-    """Crop (and augment when ``augment`` is given) one record -> a dict of numpy arrays/scalars."""
+    """Crop (and augment when ``augment`` is given) one record -> a dict of numpy arrays/scalars.
+
+    Raises SampleError when the image is missing or corrupt or the box lies outside it."""
     rng = np.random.default_rng(seed)
     params = sample_augment(augment, rng) if augment is not None else AugmentParams()
+    image = load_image(record.image)
+    validate_box_in_image(record.box, image.shape[1], image.shape[0])
     sample = make_training_example(
-        load_image(record.image),
+        image,
         record.center,
         record.side_px,
         record.is_right,
@@ -419,9 +586,34 @@ def record_to_example(record: HandRecord, augment: AugmentConfig | None, seed: i
     }
 
 
+def try_example(record: HandRecord, augment: AugmentConfig | None, seed: int) -> dict[str, Any] | BadSample:
+    """:func:`record_to_example`, or the BadSample naming the record when its image cannot be used.
+
+    Runs inside DataLoader workers: nothing is raised there (a worker exception would end the run with
+    the worker's traceback); the traceback is logged at debug level (``wilor-ros -v``)."""
+    try:
+        return record_to_example(record, augment, seed)
+    except SampleError as exc:
+        LOG.debug("bad sample %s", record.ref.describe(), exc_info=True)
+        return BadSample(*record.ref, exc.reason, exc.detail)
+    except (ValueError, OSError, cv2.error) as exc:
+        LOG.debug("bad sample %s", record.ref.describe(), exc_info=True)
+        return BadSample(*record.ref, CORRUPT_IMAGE, f"{type(exc).__name__}: {exc}")
+
+
+@dataclass
+class Example:
+    """One good training example: where it came from and its arrays (record_to_example)."""
+
+    ref: SampleRef
+    arrays: dict[str, Any]
+
+
 class HandDataset(torch.utils.data.Dataset):
     """Concatenation of several record lists; items are addressed by (global index, augmentation seed)
-    so that a sample's crop depends only on the sampler's stream (exact resume, any worker count)."""
+    so that a sample's crop depends only on the sampler's stream (exact resume, any worker count).
+
+    An item is an :class:`Example`, or a BadSample when its image turns out unusable."""
 
     def __init__(self, sources: Sequence[list[HandRecord]], augment: AugmentConfig | None):
         self.sources = list(sources)
@@ -435,9 +627,41 @@ class HandDataset(torch.utils.data.Dataset):
         source = int(np.searchsorted(self.offsets, index, side="right") - 1)
         return self.sources[source][index - int(self.offsets[source])]
 
-    def __getitem__(self, item: tuple[int, int] | int) -> dict[str, Any]:
+    def __getitem__(self, item: tuple[int, int] | int) -> Example | BadSample:
         index, seed = item if isinstance(item, tuple) else (int(item), int(item))
-        return record_to_example(self.record(int(index)), self.augment, int(seed))
+        record = self.record(int(index))
+        loaded = try_example(record, self.augment, int(seed))
+        return loaded if isinstance(loaded, BadSample) else Example(record.ref, loaded)
+
+
+@dataclass(eq=False)
+class Batch:
+    """A collated micro-batch: B-first tensors of the good examples (None when every drawn sample was
+    bad), where each of them came from, and the bad samples that were drawn and left out."""
+
+    tensors: dict[str, torch.Tensor] | None
+    samples: list[SampleRef]
+    bad: list[BadSample]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def pin_memory(self) -> Batch:
+        """Called by the DataLoader (pin_memory=True) in its pinning thread."""
+        if self.tensors is not None:
+            self.tensors = {k: v.pin_memory() for k, v in self.tensors.items()}
+        return self
+
+
+def collate(items: list[Example | BadSample]) -> Batch:
+    """Stack the good examples into B-first tensors; set the bad ones aside (they reach the main process
+    with the batch, which is how counts from worker processes come back)."""
+    good = [item for item in items if isinstance(item, Example)]
+    bad = [item for item in items if isinstance(item, BadSample)]
+    tensors = None
+    if good:
+        tensors = {key: torch.as_tensor(np.stack([e.arrays[key] for e in good])) for key in good[0].arrays}
+    return Batch(tensors, [e.ref for e in good], bad)
 
 
 class StepBatchSampler(torch.utils.data.Sampler):
@@ -479,11 +703,6 @@ class StepBatchSampler(torch.utils.data.Sampler):
         for step in range(self.start_step, self.total_steps):
             for micro in range(self.grad_accum):
                 yield self.batch(step, micro)
-
-
-def collate(examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-    """Stack the per-sample dicts of :func:`record_to_example` into B-first tensors."""
-    return {key: torch.as_tensor(np.stack([e[key] for e in examples])) for key in examples[0]}
 
 
 class MocapPrior:

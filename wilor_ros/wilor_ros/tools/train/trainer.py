@@ -20,7 +20,9 @@ rank 0 logs and writes checkpoints.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import math
 import os
 import random
 import resource
@@ -43,19 +45,25 @@ from wilor_ros.core.models.mano_layer import ManoLayer
 from wilor_ros.core.models.wilor import ReconstructorConfig, WiLoR
 from wilor_ros.tools.train.config import TrainConfig
 from wilor_ros.tools.train.datasets import (
+    Batch,
     HandDataset,
     MocapPrior,
     StepBatchSampler,
     collate,
+    distinguish_labels,
     read_dataset,
 )
 from wilor_ros.tools.train.losses import discriminator_step_loss, generator_losses
+from wilor_ros.tools.train.validation import BadSampleError, DataReport, SampleRef
 
 LOG = logging.getLogger(__name__)
 
 TRAINING_STATE_KEY = "training_state"
 CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.ckpt"
+DATA_REPORT = "data_report.json"  # bad samples of the run, beside the checkpoints
+MAX_SAMPLES_IN_ERROR = 16
+MAX_LOGGED_DRAWS = 10  # warnings for bad samples found while training; the summary lists them all
 BYTES_PER_MB = 1024.0 * 1024.0
 MOCAP_STREAM = 1  # extra seed word separating the mocap draw from the data draw of the same micro-batch
 
@@ -80,11 +88,17 @@ class DistInfo:
 
 @dataclass
 class TrainResult:
-    """What ``train`` returns: the last step reached, the last checkpoint and per-step logged losses."""
+    """What ``train`` returns: the last step reached, the last checkpoint, per-step logged losses and
+    the bad samples that were skipped (also in ``<out_dir>/checkpoints/data_report.json``)."""
 
     step: int
     last_checkpoint: Path | None
     history: list[dict[str, float]] = field(default_factory=list)
+    data_report: DataReport = field(default_factory=DataReport)
+
+
+class TrainingDivergedError(RuntimeError):
+    """A loss or gradient became NaN/infinite: training stops before the optimiser step."""
 
 
 # ----------------------------------------------------------------------------------------- setup
@@ -254,6 +268,94 @@ def _to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
+def _agree_on_micro_batches(micro: list[Batch], dist: DistInfo, strict: bool) -> list[bool]:
+    """Which micro-batches of a step to run: those holding a good sample (on every rank: under DDP a
+    micro-batch runs on all ranks or on none, so that gradient synchronisation stays matched).
+
+    Raises BadSampleError (strict) when a bad sample was drawn on this rank, ValueError when on another.
+    """
+    first_bad = next((bad for batch in micro for bad in batch.bad), None)
+    empty = [len(batch) == 0 for batch in micro]
+    strict_hit = strict and first_bad is not None
+    if dist.enabled:
+        flags = torch.tensor([*empty, strict_hit], dtype=torch.int32, device=dist.device)
+        torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
+        empty = [bool(flag) for flag in flags[:-1].tolist()]
+        strict_hit = bool(flags[-1])
+    if strict_hit:
+        if first_bad is not None:
+            raise BadSampleError(first_bad)
+        raise ValueError("strict mode: another rank drew a bad sample (its error names it)")
+    return [not is_empty for is_empty in empty]
+
+
+def _non_finite_grads(named: dict[str, nn.Parameter]) -> list[str]:
+    """Names of parameters whose gradient holds NaN/inf (one host sync when all are finite)."""
+    items = [(name, p.grad) for name, p in named.items() if p.grad is not None]
+    if not items or bool(torch.stack([torch.isfinite(g).all() for _, g in items]).all()):
+        return []
+    return [name for name, g in items if not bool(torch.isfinite(g).all())]
+
+
+def _check_finite_step(
+    done: int, problems: list[str], suspects: list[SampleRef], named: dict[str, nn.Parameter], dist: DistInfo
+) -> None:
+    """Raise TrainingDivergedError when this step produced a non-finite loss or gradient (on any rank),
+    before the optimiser touches the weights: no NaN ever reaches a checkpoint."""
+    if not problems:
+        bad_grads = _non_finite_grads(named)
+        if bad_grads:
+            shown = ", ".join(bad_grads[:5]) + (
+                f" (+{len(bad_grads) - 5} more)" if len(bad_grads) > 5 else ""
+            )
+            problems = [f"non-finite gradient of {shown} with finite losses"]
+    diverged = bool(problems)
+    if dist.enabled:
+        flag = torch.tensor([int(diverged)], dtype=torch.int32, device=dist.device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        diverged = bool(flag.item())
+    if not diverged:
+        return
+    if not problems:
+        problems = [f"non-finite loss or gradient on another rank (rank {dist.rank} saw none)"]
+    unique = list(dict.fromkeys(suspects))  # drawn with replacement: a sample may come twice
+    names = "; ".join(ref.describe() for ref in unique[:MAX_SAMPLES_IN_ERROR])
+    if len(unique) > MAX_SAMPLES_IN_ERROR:
+        names += f"; ... (+{len(unique) - MAX_SAMPLES_IN_ERROR} more)"
+    raise TrainingDivergedError(
+        f"training stopped at step {done}: {'; '.join(problems)}. Samples of that batch: {names}. "
+        "The weights were not updated and no checkpoint was written for this step. Check these samples "
+        "(`wilor-ros check-data`), lower optim.lr or set optim.grad_clip, then resume from the last "
+        "checkpoint (train.resume)."
+    )
+
+
+def _gather_report(report: DataReport, dist: DistInfo, previous: DataReport | None) -> DataReport:
+    """This run's bad samples of every rank (collective under DDP), plus those of the run it resumed."""
+    merged = DataReport()
+    if previous is not None:
+        merged.merge(previous)
+    if not dist.enabled:
+        merged.merge(report)
+        return merged
+    gathered: list[Any] = [None] * dist.world_size
+    torch.distributed.all_gather_object(gathered, report.to_dict())
+    for part in gathered:
+        merged.merge(DataReport.from_dict(part))
+    return merged
+
+
+def _load_previous_report(path: Path, start_step: int) -> DataReport | None:
+    """The report written with the checkpoint a run resumes from (None when it belongs to another step)."""
+    if start_step == 0 or not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    if not isinstance(data, dict) or data.get("step") != start_step:
+        LOG.info("%s is not the report of step %d; the data report starts afresh", path, start_step)
+        return None
+    return DataReport.from_dict(data)
+
+
 def _all_reduce_grads(params: list[nn.Parameter], world: int) -> None:
     """Average gradients over ranks (the discriminator lives outside DDP)."""
     grads = [p.grad for p in params if p.grad is not None]
@@ -290,7 +392,12 @@ def train(cfg: TrainConfig, max_steps: int | None = None) -> TrainResult:
     model = build_model(cfg, tc.resume or None)
     mano_model = load_mano(cfg.model.mano_path)
     hands_mean = mano_model.hands_mean if cfg.data.freihand_pose_mean_relative else None
-    sources = [read_dataset(entry, cfg.data.rescale_factor, hands_mean) for entry in cfg.data.datasets]
+    report = DataReport()
+    distinguish_labels(cfg.data.datasets)
+    sources = [
+        read_dataset(entry, cfg.data.rescale_factor, hands_mean, report, cfg.data.strict)
+        for entry in cfg.data.datasets
+    ]
     dataset = HandDataset(sources, cfg.augment)
     mocap = MocapPrior(cfg.data.mocap_path) if cfg.data.mocap_path else None
     use_adversarial = mocap is not None and cfg.loss.adversarial > 0
@@ -354,7 +461,9 @@ def train(cfg: TrainConfig, max_steps: int | None = None) -> TrainResult:
         (out_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
         from torch.utils.tensorboard import SummaryWriter
 
-        writer = SummaryWriter(str(out_dir / "tensorboard"), purge_step=start_step)
+        # step k is logged after the k-th optimiser step, so the checkpoint of start_step holds the
+        # points of start_step: purge from the first step this run redoes
+        writer = SummaryWriter(str(out_dir / "tensorboard"), purge_step=start_step + 1)
         LOG.info(
             "training steps %d..%d, batch %d x accum %d x world %d = %d per step on %s",
             start_step,
@@ -373,16 +482,34 @@ def train(cfg: TrainConfig, max_steps: int | None = None) -> TrainResult:
 
     history: list[dict[str, float]] = []
     last_ckpt: Path | None = None
+    report_path = ckpt_dir / DATA_REPORT
+    previous_report = _load_previous_report(report_path, start_step) if dist.is_main else None
+    merged_report = report
+    named_params = {name: p for name, p in model.named_parameters() if p.requires_grad}
+    check_grads = scaler is None  # with fp16 the GradScaler itself skips steps with inf gradients
+    logged_draws = 0
     batches = iter(loader)
     step = start_step
+    finished = False
     try:
         for step in range(start_step, end_step):
             started = time.perf_counter()
+            done = step + 1
+            micro = [next(batches) for _ in range(tc.grad_accum)]
+            for bad in (bad for batch in micro for bad in batch.bad):
+                if report.add(bad, drawn=True) and logged_draws < MAX_LOGGED_DRAWS:
+                    LOG.warning("step %d: skipping bad sample %s", done, bad.describe())
+                    logged_draws += 1
+            runs = _agree_on_micro_batches(micro, dist, cfg.data.strict)
+            active = [(index, batch) for index, (batch, run) in enumerate(zip(micro, runs)) if run]
             sums: dict[str, float] = {}
-            for micro in range(tc.grad_accum):
-                batch = _to_device(next(batches), dist.device)
+            problems: list[str] = []
+            suspects: list[SampleRef] = []
+            for position, (micro_index, micro_batch) in enumerate(active):
+                assert micro_batch.tensors is not None  # only micro-batches with good samples run
+                batch = _to_device(micro_batch.tensors, dist.device)
                 sync = (
-                    net.no_sync() if dist.enabled and micro < tc.grad_accum - 1 else contextlib.nullcontext()
+                    net.no_sync() if dist.enabled and position < len(active) - 1 else contextlib.nullcontext()
                 )
                 with sync:
                     with _autocast(dist.device, tc.amp):
@@ -392,12 +519,11 @@ def train(cfg: TrainConfig, max_steps: int | None = None) -> TrainResult:
                         scaler.scale(losses.total).backward()
                     else:
                         losses.total.backward()
-                for name, value in losses.terms.items():
-                    sums[name] = sums.get(name, 0.0) + float(value.detach())
-                sums["loss"] = sums.get("loss", 0.0) + float(losses.total.detach())
+                terms = {name: float(value.detach()) for name, value in losses.terms.items()}
+                terms["loss"] = float(losses.total.detach())
                 if use_adversarial:
                     assert mocap is not None
-                    rng = np.random.default_rng([tc.seed, step, micro, dist.rank, MOCAP_STREAM])
+                    rng = np.random.default_rng([tc.seed, step, micro_index, dist.rank, MOCAP_STREAM])
                     real_pose, real_betas = mocap.sample(batch["img"].shape[0], rng)
                     disc.requires_grad_(True)
                     loss_d = discriminator_step_loss(
@@ -410,56 +536,83 @@ def train(cfg: TrainConfig, max_steps: int | None = None) -> TrainResult:
                     )
                     loss_d.backward()
                     disc.requires_grad_(False)
-                    sums["discriminator"] = sums.get("discriminator", 0.0) + float(loss_d.detach())
-            if scaler is not None:
-                scaler.unscale_(optimizer)
-            if cfg.optim.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)
-            if scaler is not None:
-                scaler.step(optimizer)
-                scaler.update()
+                    terms["discriminator"] = float(loss_d.detach())
+                non_finite = {name: value for name, value in terms.items() if not math.isfinite(value)}
+                if non_finite:
+                    values = ", ".join(f"{name}={value}" for name, value in non_finite.items())
+                    problems.append(f"non-finite loss ({values}) in micro-batch {micro_index + 1}")
+                    suspects.extend(micro_batch.samples)
+                for name, value in terms.items():
+                    sums[name] = sums.get(name, 0.0) + value
+            if active:
+                if not problems:
+                    suspects = [ref for _, micro_batch in active for ref in micro_batch.samples]
+                if scaler is not None:
+                    scaler.unscale_(optimizer)
+                _check_finite_step(done, problems, suspects, named_params if check_grads else {}, dist)
+                if cfg.optim.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)
+                if scaler is not None:
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                if use_adversarial:
+                    if dist.enabled:
+                        _all_reduce_grads(disc_params, dist.world_size)
+                    disc_optimizer.step()
+                    disc_optimizer.zero_grad(set_to_none=True)
             else:
-                optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            if use_adversarial:
-                if dist.enabled:
-                    _all_reduce_grads(disc_params, dist.world_size)
-                disc_optimizer.step()
-                disc_optimizer.zero_grad(set_to_none=True)
+                LOG.warning(
+                    "step %d: no optimiser step: every micro-batch held only bad samples%s",
+                    done,
+                    " (on this or another rank)" if dist.enabled else "",
+                )
 
-            done = step + 1
-            record = {k: v / tc.grad_accum for k, v in sums.items()}
+            record = {k: v / len(active) for k, v in sums.items()}
             record["step"] = float(done)
+            record["good_samples"] = float(sum(len(b) for _, b in active))
+            record["bad_samples_skipped"] = float(sum(len(b.bad) for b in micro))
             record["step_time_s"] = time.perf_counter() - started
             history.append(record)
             if dist.is_main:
                 if progress is not None:
                     progress.update(1)
-                    progress.set_postfix(loss=f"{record['loss']:.4g}")
+                    if "loss" in record:
+                        progress.set_postfix(loss=f"{record['loss']:.4g}")
                 if writer is not None and (done % tc.log_every == 0 or done == end_step):
                     for name, value in record.items():
                         if name != "step":
                             writer.add_scalar(f"train/{name}", value, done)
                     writer.add_scalar("train/lr", optimizer.param_groups[0]["lr"], done)
                     writer.add_scalar("train/peak_memory_mb", _peak_memory_mb(dist.device), done)
-                if done % tc.checkpoint_every == 0 or done == end_step:
+            if done % tc.checkpoint_every == 0 or done == end_step:
+                merged_report = _gather_report(report, dist, previous_report)  # collective under DDP
+                if dist.is_main:
                     step_path = ckpt_dir / f"step_{done:07d}.ckpt"
                     save_training_checkpoint(step_path, model, [optimizer, disc_optimizer], scaler, done, cfg)
                     last_ckpt = ckpt_dir / LAST_CHECKPOINT
                     _link_or_copy(step_path, last_ckpt)
                     _rotate(ckpt_dir, tc.keep_checkpoints)
+                    merged_report.write_json(report_path, step=done, checkpoint=str(step_path))
             step = done
+        finished = True
     finally:
         if progress is not None:
             progress.close()
         if writer is not None:
             writer.close()
+        if dist.is_main:
+            # the summary also when training stopped with an error (the rank's own findings then)
+            summary = merged_report if finished else report
+            print(summary.format(), file=sys.stderr)
         if dist.enabled:
             torch.distributed.barrier()
     if dist.is_main:
         print(
             f"trained to step {step}; peak memory {_peak_memory_mb(dist.device):.0f} MB; "
-            f"checkpoint {last_ckpt}",
+            f"checkpoint {last_ckpt}; data report {report_path if last_ckpt else None}",
             file=sys.stderr,
         )
-    return TrainResult(step=step, last_checkpoint=last_ckpt, history=history)
+    return TrainResult(step=step, last_checkpoint=last_ckpt, history=history, data_report=merged_report)
