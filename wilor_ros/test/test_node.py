@@ -551,7 +551,7 @@ def test_external_box_keeps_its_own_score_as_teleop_confidence(harness):
 
     teleop: list[TeleopHandArray] = []
     harness.probe.create_subscription(TeleopHandArray, "teleop_hands", teleop.append, 10)
-    harness.spin_until(lambda: harness.node.teleop_pub.get_subscription_count() > 0, 5.0)
+    harness.spin_until(lambda: harness.node.outputs.teleop.get_subscription_count() > 0, 5.0)
     rgb = np.full((240, 320, 3), 80, np.uint8)
     harness.send_image(rgb, 3.0, [{**THREE_BOXES[0], "score": 0.42}])
     assert harness.wait_hands(1) and harness.spin_until(lambda: len(teleop) >= 1, 10.0)
