@@ -19,6 +19,7 @@ from wilor_ros.core.model_files import (
     RECONSTRUCTOR_CKPT,
     RECONSTRUCTOR_ONNX,
 )
+from wilor_ros.core.onnx_files import is_complete
 
 LOG = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ def make_synthetic_models(
     if force or not ckpt.is_file():
         make_synthetic_checkpoint(ckpt, synthetic_config(size), mano, seed=seed)
         LOG.info("wrote synthetic %s reconstructor checkpoint %s", size, ckpt)
-    if force or not onnx_path.is_file() or onnx_path.stat().st_mtime < ckpt.stat().st_mtime:
+    if force or not is_complete(onnx_path) or onnx_path.stat().st_mtime < ckpt.stat().st_mtime:
         model = load_reconstructor(ckpt, mano)
         export_reconstructor_onnx(model, onnx_path, synthetic=True, model_version=f"synthetic-{size}")
     if detector:
