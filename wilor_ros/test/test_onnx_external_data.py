@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+import torch
 
 from wilor_ros.core import onnx_files
 from wilor_ros.core.backends import tensorrt_backend as trtb
@@ -70,6 +71,28 @@ def test_export_writes_one_side_file_and_nothing_else(
     # nearly all bytes moved out of the graph file
     assert external_export.stat().st_size < (folder / DATA_NAME).stat().st_size
     onnx.checker.check_model(str(external_export))
+
+
+def test_export_holds_no_transposed_copy_of_a_linear_weight(external_export: Path, small_model) -> None:
+    """Linear layers read their weights as stored (Gemm, transB=1): no constant-folded transposed copy
+    of a weight is in the file, so the export never holds the linear weights twice (2.5 GB for the
+    released model). Other folded constants (a slice of pos_embed, MANO products) are small."""
+    from onnx import numpy_helper
+
+    names = {f"model.{k}" for k in small_model.state_dict()}
+    graph = onnx_files.load_graph(external_export)
+    folded = [
+        numpy_helper.to_array(t, str(external_export.parent))
+        for t in graph.graph.initializer
+        if t.name not in names
+    ]
+    linears = [m.weight.detach().numpy() for m in small_model.modules() if isinstance(m, torch.nn.Linear)]
+    for weight in linears:
+        assert not any(f.shape == weight.T.shape and np.array_equal(f, weight.T) for f in folded)
+    constants = {t.name for t in graph.graph.initializer}
+    assert not any(n.op_type == "MatMul" and set(n.input) & (constants - names) for n in graph.graph.node)
+    gemm_weights = {n.input[1] for n in graph.graph.node if n.op_type == "Gemm"}
+    assert gemm_weights and gemm_weights <= names  # linear layers: Gemm on the stored weight
 
 
 def test_onnx_runtime_outputs_and_metadata_equal_the_single_file_export(

@@ -8,16 +8,21 @@ released ViT-H) keep them in one external-data side file, ``wilor.onnx.data`` (c
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import gc
 import json
 import logging
 import shutil
+import types
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import onnx
 import torch
+import torch.nn.functional as F
 
 import wilor_ros
 from wilor_ros.core.backends.base import INPUT_NAME, ReconstructorOutput, encode_faces
@@ -70,11 +75,62 @@ def export_reconstructor_onnx(
         protobuf cannot hold 2 GiB); True/False force it (see core/onnx_files.py).
     Atomic: everything is written and checked in a staging folder beside ``out_path`` and renamed into
     place at the end; on any failure nothing new is left in the folder.
+    The caller keeps ``model`` during the ONNX Runtime check; :func:`export_checkpoint_onnx` does not.
     """
+    return _export(
+        lambda: model,
+        out_path,
+        synthetic=synthetic,
+        model_version=model_version,
+        opset=opset,
+        check=check,
+        external_data=external_data,
+    )
+
+
+def export_checkpoint_onnx(
+    checkpoint: str | Path,
+    mano: str | Path,
+    out_path: str | Path,
+    *,
+    model_version: str | None = None,
+    opset: int = DEFAULT_OPSET,
+    check: bool = True,
+    external_data: bool | None = None,
+) -> ExportReport:
+    """:func:`export_reconstructor_onnx` of the reconstructor in ``checkpoint`` + ``mano``, which this
+    function loads and releases before the ONNX Runtime check, so PyTorch and ONNX Runtime never hold
+    the weights at once (2.5 GB each for the released model). model_version: default the file stem."""
+    from wilor_ros.core.reconstructor import load_reconstructor
+
+    return _export(
+        lambda: load_reconstructor(checkpoint, mano),
+        out_path,
+        synthetic=None,
+        model_version=Path(checkpoint).stem if model_version is None else model_version,
+        opset=opset,
+        check=check,
+        external_data=external_data,
+    )
+
+
+def _export(
+    load: Callable[[], torch.nn.Module],
+    out_path: str | Path,
+    *,
+    synthetic: bool | None,
+    model_version: str,
+    opset: int,
+    check: bool,
+    external_data: bool | None,
+) -> ExportReport:
+    """The export steps; ``load`` gives the model, dropped here after the torch export (synthetic None:
+    the model's own ``synthetic`` flag)."""
     out_path = Path(out_path)
-    model = model.float().cpu().eval()
+    model = load().float().cpu().eval()
+    synthetic = bool(getattr(model, "synthetic", False)) if synthetic is None else synthetic
     crops = _check_crops()
-    # the PyTorch side of the check runs first, while the exporter's copies of the weights do not exist
+    # the PyTorch side of the check runs first, so the model can go before ONNX Runtime loads the file
     reference = TorchBackend(model).infer(crops) if check else None
     diffs: dict[str, float] = {}
     with staged_onnx(out_path) as staged:
@@ -83,6 +139,8 @@ def export_reconstructor_onnx(
         _torch_export(model, raw, opset)
         proto = load_graph(raw)
         _set_metadata(proto, model, synthetic=synthetic, model_version=model_version)
+        del model, load  # this function's references: the loaded weights go unless the caller holds them
+        gc.collect()  # the exporter leaves reference cycles that hold the weights
         write_onnx(proto, staged, source_dir=raw.parent, external_data=external_data)
         del proto
         shutil.rmtree(raw.parent)
@@ -97,6 +155,34 @@ def export_reconstructor_onnx(
     return ExportReport(out_path, diffs, data_path)
 
 
+def _flat_linear(layer: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    """``layer(x)`` computed on ``x`` flattened to 2-D (... x C_in -> ... x C_out)."""
+    if x.ndim <= 2:
+        return F.linear(x, layer.weight, layer.bias)
+    out = F.linear(x.reshape(-1, x.shape[-1]), layer.weight, layer.bias)  # (B N) x C_out
+    return out.reshape(*x.shape[:-1], out.shape[-1])
+
+
+@contextlib.contextmanager
+def _linears_as_gemm(model: torch.nn.Module) -> Iterator[None]:
+    """During the export, linear layers fed B x N x C tokens compute on (B N) x C instead.
+
+    torch's TorchScript exporter writes a linear layer on 2-D input as Gemm(x, W, transB=1), which
+    reads the weight as stored, but on 3-D input as MatMul(x, W^T) with W^T constant-folded into a
+    NEW initializer: for the ViT-H backbone a second 2.5 GB copy of its weights in memory during the
+    export. Flattened, every linear layer is a Gemm on the original weight (the same products; two
+    Reshape nodes per layer). Instance attributes only: the model is restored on exit.
+    """
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    for layer in linears:
+        layer.forward = types.MethodType(_flat_linear, layer)  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        for layer in linears:
+            del layer.forward
+
+
 def _torch_export(model: torch.nn.Module, path: Path, opset: int) -> None:
     """torch's TorchScript-based exporter (the node names its module scopes give are what
     tensorrt_backend.RECONSTRUCTOR_FP16_SCOPES select).
@@ -108,7 +194,7 @@ def _torch_export(model: torch.nn.Module, path: Path, opset: int) -> None:
     generator = torch.Generator().manual_seed(0)
     dummy = torch.randn(EXPORT_BATCH, 3, CROP_SIZE, CROP_SIZE, generator=generator)
     names = list(ReconstructorOutput.names())
-    with torch.inference_mode():
+    with torch.inference_mode(), _linears_as_gemm(model):
         torch.onnx.export(
             wrapper,
             (dummy,),

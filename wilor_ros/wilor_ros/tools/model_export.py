@@ -36,8 +36,7 @@ def export_all(
     ``force``. external_data: see ``export_reconstructor_onnx`` (None: a wilor.onnx.data side file
     only for models above 1 GiB of weights, i.e. the released one).
     """
-    from wilor_ros.core.reconstructor import load_reconstructor
-    from wilor_ros.tools.export import export_reconstructor_onnx
+    from wilor_ros.tools.export import export_checkpoint_onnx
 
     model_dir = Path(model_dir)
     ckpt = model_dir / RECONSTRUCTOR_CKPT.default_name
@@ -51,11 +50,7 @@ def export_all(
     written: dict[str, Path] = {}
     recon_onnx = model_dir / RECONSTRUCTOR_ONNX.default_name
     if force or not _up_to_date(recon_onnx, [ckpt, mano]):
-        model = load_reconstructor(ckpt, mano)
-        synthetic = bool(getattr(model, "synthetic", False))
-        report = export_reconstructor_onnx(
-            model, recon_onnx, synthetic=synthetic, model_version=ckpt.stem, external_data=external_data
-        )
+        report = export_checkpoint_onnx(ckpt, mano, recon_onnx, external_data=external_data)
         worst = max(report.max_abs_diff.values()) if report.max_abs_diff else float("nan")
         LOG.info("reconstructor exported: %s (ONNX Runtime vs PyTorch max |diff| %.2e)", recon_onnx, worst)
     else:
