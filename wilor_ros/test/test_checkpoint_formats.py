@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import import_blocker_source
 
 from wilor_ros.core.checkpoint import CheckpointError, read_checkpoint
 from wilor_ros.core.mano_synthetic import make_synthetic_mano
@@ -32,24 +33,13 @@ fabric_data = pytest.importorskip(
     "lightning_fabric.utilities.data", reason="lightning-fabric is a test dependency (requirements/dev.txt)"
 )
 
-# what the loading process must not be able to import
+# the training stacks: absent where the robot loads the checkpoint
 BLOCKED = ("yacs", "lightning", "lightning_fabric", "pytorch_lightning", "lightning_utilities")
 SUBPROCESS_TIMEOUT_S = 600
 
-LOADER = textwrap.dedent(
+LOADER = import_blocker_source(BLOCKED) + textwrap.dedent(
     """
     import sys
-
-    BLOCKED = {blocked!r}
-
-    class Blocker:
-        # the training stacks are absent where the robot loads the checkpoint
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in BLOCKED:
-                raise ImportError(f"{{name}} is blocked in this test")
-            return None
-
-    sys.meta_path.insert(0, Blocker())
     from pathlib import Path
 
     from wilor_ros.core.reconstructor import load_reconstructor
@@ -62,7 +52,7 @@ LOADER = textwrap.dedent(
     print("export rc", rc)
     assert not any(name.split(".")[0] in BLOCKED for name in sys.modules), "a blocked module was imported"
     """
-).format(blocked=BLOCKED)
+)
 
 
 def _training_config() -> yacs_config.CfgNode:

@@ -7,9 +7,10 @@ Layout of the engine cache (next to the ONNX files)::
     <model_dir>/engines/timing-<gpu>-trt<ver>.cache   TensorRT timing cache (reused by every build)
 
 The key covers everything that makes an engine unusable elsewhere: GPU name, compute capability,
-TensorRT version, precision, max batch, the ONNX file's sha256 and our build recipe version. An
-engine whose sidecar is missing, unreadable or disagrees with the wanted key is rebuilt on first use;
-otherwise it is reused. The key and file logic are pure functions of a :class:`DeviceInfo`, so they
+TensorRT version, precision, max batch, the sha256 of the ONNX file and of its external-data side
+file (``wilor.onnx.data``, see core/onnx_files.py) and our build recipe version. An engine whose
+sidecar is missing, unreadable or disagrees with the wanted key is rebuilt on first use; otherwise it
+is reused. The key and file logic are pure functions of a :class:`DeviceInfo`, so they
 are tested without a GPU (test_tensorrt.py).
 
 Precision (the documented choice): **strongly typed networks with a mixed-precision ONNX**.
@@ -107,7 +108,7 @@ class EngineKey:
     device: DeviceInfo
     precision: str
     max_batch: int
-    onnx_sha256: str
+    onnx_sha256: str  # onnx_files.model_sha256: the graph file and its side file, if any
     recipe: int = RECIPE_VERSION
 
     def __post_init__(self) -> None:
