@@ -122,6 +122,14 @@ def test_missing_side_file_is_named_by_every_check(external_export: Path, tmp_pa
     shutil.copy(external_export.parent / DATA_NAME, tmp_path / DATA_NAME)
     check_model_files([(onnx_path, RECONSTRUCTOR_ONNX)])
     assert onnx_files.is_complete(onnx_path)
+    # a graph file pointing outside its folder is refused, not followed
+    graph = onnx_files.load_graph(onnx_path)
+    tensor = next(t for t in graph.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL)
+    next(e for e in tensor.external_data if e.key == "location").value = f"../{DATA_NAME}"
+    escaping = tmp_path / "escaping.onnx"
+    escaping.write_bytes(graph.SerializeToString())
+    with pytest.raises(ValueError, match="outside its folder"):
+        onnx_files.model_sha256(escaping)
 
 
 def test_engine_cache_key_changes_when_only_the_side_file_changes(

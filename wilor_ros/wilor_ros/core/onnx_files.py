@@ -90,6 +90,12 @@ def external_data_paths(onnx_path: str | Path, model: onnx.ModelProto | None = N
     model = load_graph(onnx_path) if model is None else model
     locations = {_external_info(t)["location"] for t in _tensors(model.graph) if _is_external(t)}
     folder = Path(onnx_path).parent
+    for location in locations:
+        if Path(location).is_absolute() or ".." in Path(location).parts:
+            raise ValueError(
+                f"{onnx_path} names external data {location!r} outside its folder; "
+                "ONNX side files must lie beside the graph file (re-export it with `wilor-ros export`)"
+            )
     return [folder / location for location in sorted(locations)]
 
 
@@ -111,6 +117,7 @@ def check_external_data(onnx_path: str | Path) -> None:
 
 
 def file_sha256(path: str | Path) -> str:
+    """Plain sha256 of one file, read in chunks."""
     digest = hashlib.sha256()
     _hash_file(digest, Path(path))
     return digest.hexdigest()
