@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import random
+import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 import numpy as np
@@ -90,3 +91,23 @@ def spin_until(executor: object, condition: Callable[[], bool], timeout_s: float
             return False
         executor.spin_once(timeout_sec=SPIN_PERIOD_S)
     return True
+
+
+def import_blocker_source(blocked: Sequence[str]) -> str:
+    """Python source that makes every import of the ``blocked`` top-level packages fail, as on a
+    machine without them; put it first in a ``python -c`` script. BLOCKED is defined for the script."""
+    return textwrap.dedent(
+        f"""
+        import sys
+
+        BLOCKED = {tuple(blocked)!r}
+
+        class Blocker:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in BLOCKED:
+                    raise ImportError(f"{{name}} is blocked in this test")
+                return None
+
+        sys.meta_path.insert(0, Blocker())
+        """
+    )

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from wilor_ros.core import preprocessing
-from wilor_ros.core.device_preprocessing import crop_hands_torch, gaussian_blur_torch
+from wilor_ros.core.device_preprocessing import blurred_samples_torch, crop_hands_torch
 from wilor_ros.core.pipeline import HandPipeline, ModelPaths, PipelineConfig
 from wilor_ros.core.types import HandDetection, Side
 
@@ -103,11 +103,13 @@ def test_random_boxes_partly_outside_and_left_hands(demo_images_dir):
 
 def test_blur_matches_scipy_with_nearest_border():
     rng = np.random.default_rng(3)
-    image = rng.integers(0, 256, (40, 33, 3), dtype=np.uint8)
+    image = rng.integers(0, 256, (140, 33, 3), dtype=np.uint8)
     sigma = 1.7
-    planes = torch.from_numpy(image).permute(2, 0, 1)[None].float()
-    ours = gaussian_blur_torch(planes, sigma)[0].permute(1, 2, 0).numpy()
-    np.testing.assert_allclose(ours, preprocessing.gaussian_blur(image, sigma), atol=1e-3)
+    rows = np.concatenate([np.arange(140), [0, 139]])  # every row, more than one chunk, repeats
+    cols = np.arange(32, -1, -1)  # every column, mirrored order
+    ours = blurred_samples_torch(torch.from_numpy(image), rows, cols, sigma).numpy()
+    full = preprocessing.gaussian_blur(image, sigma)
+    np.testing.assert_allclose(ours, full[np.ix_(rows, cols)], atol=1e-3)
 
 
 def test_empty_batch_and_bad_input():

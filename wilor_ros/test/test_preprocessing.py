@@ -116,6 +116,24 @@ def test_batched_path_equals_reference_on_random_boxes(demo_images_dir: Path, re
     assert blurred > 0  # the blurred (float64) path was exercised too
 
 
+def test_close_up_hands_in_a_large_frame_equal_reference(demo_images_dir: Path) -> None:
+    """Hands filling most of a large frame: strong blur (radius >= 10 px), windows clamped at the
+    borders, left and right; the gathered-pixel crop still equals the whole-image reference exactly."""
+    rgb = cv2.resize(read_rgb(demo_images_dir / "test1.jpg"), (2400, 1800), interpolation=cv2.INTER_LINEAR)
+    detections = [
+        HandDetection(np.array([150.0, 200.0, 1350.0, 1500.0]), Side.RIGHT),
+        HandDetection(np.array([1500.0, 700.0, 2650.0, 1950.0]), Side.LEFT),  # partly outside
+        HandDetection(np.array([-300.0, -200.0, 500.0, 400.0]), Side.LEFT),  # corner
+    ]
+    batch = pp.crop_hands(rgb, detections)
+    for i, det in enumerate(detections):
+        ref = pp.crop_hand_reference(rgb, det.box, det.side == Side.RIGHT)
+        assert ref.blur_sigma is not None
+        if i < 2:
+            assert pp.gaussian_radius(ref.blur_sigma) >= 10
+        np.testing.assert_array_equal(batch.crops[i], ref.crop, err_msg=f"hand {i}")
+
+
 def test_box_fully_outside_gives_black_crop() -> None:
     rgb = np.full((40, 60, 3), 200, dtype=np.uint8)
     det = HandDetection(np.array([500.0, 500.0, 520.0, 530.0]), Side.RIGHT)
@@ -188,19 +206,31 @@ def test_crop_geometry_rules() -> None:
     assert above.box_size == 575.0 and above.blur_sigma == (575.0 / 512 - 1) / 2
 
 
-def test_window_blur_equals_full_blur_near_borders() -> None:
-    """The premise of the window path: blurring a window padded by the kernel radius (clamped at
-    the image border) equals the full-image blur inside the window, bit for bit."""
+def test_blur_at_chosen_pixels_equals_full_blur_near_borders() -> None:
+    """The premise of the crop path: the Gaussian evaluated at chosen rows x columns only (any order,
+    near every border, more rows than one chunk) equals the full-image blur there, bit for bit."""
     rng = np.random.default_rng(3)
-    image = rng.integers(0, 256, size=(61, 47, 3), dtype=np.uint8)
-    sigma = 1.7
-    full = pp.gaussian_blur(image, sigma)
-    for window in [(0, 0, 10, 12), (30, 40, 47, 61), (5, 20, 25, 30)]:
-        part = pp._window_source(image, window, sigma, flipped=False)
-        x0, y0, x1, y1 = window
-        np.testing.assert_array_equal(part, full[y0:y1, x0:x1])
-        mirrored = pp._window_source(image, window, sigma, flipped=True)
-        np.testing.assert_array_equal(mirrored, full[:, ::-1][y0:y1, x0:x1])
+    image = rng.integers(0, 256, size=(161, 47, 3), dtype=np.uint8)
+    for sigma in (0.3, 1.7, 4.2):
+        full = pp.gaussian_blur(image, sigma)
+        rows = np.concatenate([np.arange(0, 161, 2), [160, 159, 3]])  # > BLUR_ROW_CHUNK rows
+        assert rows.size > pp.BLUR_ROW_CHUNK
+        for cols in (np.array([0, 1, 46]), np.arange(46, -1, -3), np.array([20])):
+            got = pp.blurred_samples(image, rows, cols, sigma)
+            np.testing.assert_array_equal(got, full[np.ix_(rows, cols)], err_msg=f"sigma {sigma} cols {cols}")
+
+
+def test_axis_support_indexes_both_taps_and_the_border() -> None:
+    first = np.array([-5, -2, -1, 0, 3, 3, 4, 8, 9, 12])
+    support = pp.axis_support(first, size=10)
+    np.testing.assert_array_equal(support.pixels, [0, 1, 3, 4, 5, 8, 9])
+    for tap, index in zip(first, support.taps):
+        for step in (0, 1):  # both bilinear taps: the same pixel, or outside on both sides
+            pixel = tap + step
+            inside = 0 <= index + step < support.pixels.size
+            assert inside == (0 <= pixel < 10), (tap, index)
+            if inside:
+                assert support.pixels[index + step] == pixel
 
 
 def test_normalize_patches_torch_matches_numpy() -> None:

@@ -6,21 +6,14 @@ import subprocess
 import sys
 import textwrap
 
-SCRIPT = textwrap.dedent(
+from helpers import import_blocker_source
+
+# every import of these fails in the script: the runtime must not touch them
+BLOCKED = ("torch", "torchvision", "ultralytics", "lightning", "pytorch_lightning")
+SCRIPT = import_blocker_source(BLOCKED) + textwrap.dedent(
     """
     import sys
 
-    BLOCKED = ("torch", "torchvision", "ultralytics", "lightning", "pytorch_lightning")
-
-    class Blocker:
-        # every import of the blocked packages fails: the runtime must not touch them
-
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in BLOCKED:
-                raise ImportError(f"{name} is blocked in this test")
-            return None
-
-    sys.meta_path.insert(0, Blocker())
     import numpy as np
     from wilor_ros.core.pipeline import HandPipeline, ModelPaths, PipelineConfig
     from wilor_ros.core.temporal import TemporalHandPipeline

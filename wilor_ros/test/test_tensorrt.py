@@ -11,6 +11,7 @@ import numpy as np
 import onnx
 import pytest
 
+from wilor_ros.core import onnx_files
 from wilor_ros.core.backends import tensorrt_backend as trtb
 from wilor_ros.core.backends.base import ReconstructorOutput
 
@@ -81,16 +82,16 @@ def test_engine_paths_and_timing_cache(tmp_path):
 def test_file_sha256_matches_hashlib(tmp_path):
     import hashlib
 
-    data = np.random.default_rng(0).bytes(3 * trtb.SHA_CHUNK + 17)  # several chunks and a tail
+    data = np.random.default_rng(0).bytes(3 * onnx_files.SHA_CHUNK_BYTES + 17)  # several chunks and a tail
     path = tmp_path / "f.bin"
     path.write_bytes(data)
-    assert trtb.file_sha256(path) == hashlib.sha256(data).hexdigest()
+    assert onnx_files.file_sha256(path) == hashlib.sha256(data).hexdigest()
 
 
 def test_staleness_lifecycle(tmp_path):
     onnx_path = tmp_path / "wilor.onnx"
     onnx_path.write_bytes(b"model v1")
-    key = trtb.EngineKey(DEVICE, "fp16", 4, trtb.file_sha256(onnx_path))
+    key = trtb.EngineKey(DEVICE, "fp16", 4, onnx_files.file_sha256(onnx_path))
     paths = trtb.engine_paths(onnx_path, key)
 
     usable, reason = trtb.engine_status(paths, key)
@@ -109,7 +110,7 @@ def test_staleness_lifecycle(tmp_path):
 
     # the ONNX file changes: its sha256 changes, so does the key and the engine file name
     onnx_path.write_bytes(b"model v2")
-    new_key = trtb.EngineKey(DEVICE, "fp16", 4, trtb.file_sha256(onnx_path))
+    new_key = trtb.EngineKey(DEVICE, "fp16", 4, onnx_files.file_sha256(onnx_path))
     assert new_key != key and trtb.engine_paths(onnx_path, new_key).engine != paths.engine
     assert not trtb.engine_status(trtb.engine_paths(onnx_path, new_key), new_key)[0]
 

@@ -15,6 +15,7 @@ the full-size model.
 
 from __future__ import annotations
 
+import _compat_pickle
 import argparse
 import collections
 import importlib.metadata
@@ -152,12 +153,26 @@ def _is_allowed_torch_attr(module: str, name: str) -> Any | None:
     return None
 
 
+def _python3_name(module: str, name: str) -> tuple[str, str]:
+    """Python 2 global names -> their Python 3 names, as the standard unpickler maps them.
+
+    Protocol-2 pickles (torch.save's default, so every Lightning checkpoint) name builtins by their
+    Python 2 modules (``__builtin__.set``, ``copy_reg._reconstructor``). The standard unpickler maps them
+    with ``fix_imports`` inside its own find_class, which this class replaces, so the same stdlib table
+    is applied here, before the allowlist: a mapped name is allowed or refused like its Python 3 name.
+    """
+    if (module, name) in _compat_pickle.NAME_MAPPING:
+        return _compat_pickle.NAME_MAPPING[(module, name)]
+    return _compat_pickle.IMPORT_MAPPING.get(module, module), name
+
+
 class _RestrictedUnpickler(pickle.Unpickler):
     """Unpickler that resolves only allowlisted globals; see the module docstring."""
 
     allowed: ClassVar[dict[tuple[str, str], Any]] = {}
 
     def find_class(self, module: str, name: str) -> Any:
+        module, name = _python3_name(module, name)
         if (module, name) in _CONFIG_CLASSES:
             return InertConfig
         if (module, name) in self.allowed:

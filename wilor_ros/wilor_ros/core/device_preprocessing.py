@@ -6,16 +6,22 @@ and returns the B x 3 x 256 x 256 normalised crops on the same device, ready for
 from the same functions as the exact CPU path (:mod:`wilor_ros.core.preprocessing`), so the crop
 *placement* is identical; only the pixel arithmetic differs:
 
+* what is read: as in the CPU crop, only the source rows and columns the crop's bilinear taps touch
+  (:func:`preprocessing.axis_support`, at most 512 of each) are gathered from the frame, so the
+  working memory is a few MB per hand whatever the frame and hand size (the frame itself is never
+  converted to float);
 * sampling: ``torch.nn.functional.grid_sample`` (bilinear, ``align_corners=True`` on pixel-centre
   coordinates, zeros outside = the official black border) at OpenCV 4.x's own sample positions (the
-  inverse affine rounded to its 1/32-px grid, computed exactly on the host as two 256-vectors).
-  grid_sample's float32 normalise/unnormalise round trip and weights differ from OpenCV's fixed point
-  by rounding noise only; unblurred crops are rounded half up to whole grey levels like OpenCV's uint8
-  output, so a pixel whose exact value is a tie can land one grey level away (measured in
+  inverse affine rounded to its 1/32-px grid, computed exactly on the host as two 256-vectors and
+  re-indexed into the gathered pixels), all hands in one call. grid_sample's float32
+  normalise/unnormalise round trip and weights differ from OpenCV's fixed point by rounding noise
+  only; unblurred crops are rounded half up to whole grey levels like OpenCV's uint8 output, so a
+  pixel whose exact value is a tie can land one grey level away (measured in
   test_device_preprocessing.py: at most 1 grey level, blurred crops < 0.01);
-* anti-alias blur (only when the crop down-samples by more than 1.1): separable Gaussian with scipy's
-  kernel (truncate 4) and 'nearest' border, in float32 instead of float64, on the window the hand
-  reads plus the kernel support only (one window per blurred hand);
+* anti-alias blur (only when the crop down-samples by more than 1.1): scipy's Gaussian kernel
+  (truncate 4) and 'nearest' border, in float32 instead of float64, evaluated at the gathered rows
+  and columns only (:func:`blurred_samples_torch`, the device twin of
+  :func:`preprocessing.blurred_samples`);
 * normalisation: :func:`preprocessing.normalize_patches_torch` (the same float32 constants).
 
 Left hands: the official code mirrors the whole image and warps it. Here the mirrored image is never
@@ -24,19 +30,19 @@ built: a crop pixel whose mirrored-image position is x' reads source column ``x 
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from wilor_ros.core.constants import CROP_SIZE, DEFAULT_RESCALE_FACTOR
 from wilor_ros.core.preprocessing import (
+    BLUR_ROW_CHUNK,
     RGB_CHANNELS,
     SUBPIXEL_STEPS,
     CropGeometry,
     CropMetadata,
     axis_aligned_positions,
+    axis_support,
     crop_affine,
     crop_geometry,
     gaussian_radius,
@@ -46,10 +52,8 @@ from wilor_ros.core.preprocessing import (
 from wilor_ros.core.types import HandDetection, Side
 
 # grid_sample with align_corners=True maps -1/+1 to the first/last pixel centre, which needs at
-# least two pixels per axis; smaller images get one black row/column appended (it is "outside").
+# least two pixels per axis; smaller sources get black rows/columns appended (they are "outside").
 _MIN_SIDE = 2
-# bilinear lookups read the top-left tap and the one after it
-_BILINEAR_EXTRA_TAP = 1
 
 
 def _check_image(image: torch.Tensor) -> None:
@@ -81,27 +85,42 @@ def opencv_positions(geometry: CropGeometry, affine: np.ndarray, width: int) -> 
     return x, y
 
 
-def _position_grid(x: np.ndarray, y: np.ndarray, device: torch.device) -> torch.Tensor:
-    """(256,) x and (256,) y -> 256 x 256 x 2 float32 (x, y) positions on ``device``, rows = crop y.
+def _compact_source(
+    image: torch.Tensor, geometry: CropGeometry, x: np.ndarray, y: np.ndarray
+) -> tuple[torch.Tensor, np.ndarray, np.ndarray] | None:
+    """The pixels one crop reads, gathered (and blurred) on the image's device.
 
-    Only the two vectors are uploaded (2 KiB; a host-built grid would be 512 KiB per hand) and
-    broadcast there. Multiples of 1/32 below 2^18 are exact in float32.
+    x (256,), y (256,): source positions of the crop's columns / rows (see :func:`opencv_positions`).
+    Returns (source: K_rows x K_cols x 3 float32, x and y re-indexed into it), None when the crop reads
+    nothing of the image. Positions are exact multiples of 1/32, so floor and fraction are exact.
     """
+    height, width = int(image.shape[0]), int(image.shape[1])
+    first_x, first_y = np.floor(x), np.floor(y)
+    cols = axis_support(first_x.astype(np.int64), width)
+    rows = axis_support(first_y.astype(np.int64), height)
+    if cols.pixels.size == 0 or rows.pixels.size == 0:
+        return None
+    if geometry.blur_sigma is None:
+        row_index = torch.from_numpy(rows.pixels).to(image.device)
+        col_index = torch.from_numpy(cols.pixels).to(image.device)
+        source = image.index_select(0, row_index).index_select(1, col_index).to(torch.float32)
+    else:
+        source = blurred_samples_torch(image, rows.pixels, cols.pixels, geometry.blur_sigma)
+    return source, cols.taps + (x - first_x), rows.taps + (y - first_y)
+
+
+def _position_grid(x: np.ndarray, y: np.ndarray, size: tuple[int, int], device: torch.device) -> torch.Tensor:
+    """(256,) x and (256,) y pixel positions in a source of ``size`` (width, height) -> 256 x 256 x 2
+    float32 grid_sample coordinates (align_corners=True: -1/+1 = the first/last pixel centre), rows =
+    crop y. Only the two vectors are uploaded and broadcast on ``device``. Multiples of 1/32 below
+    2^18 are exact in float32."""
+    width, height = size
     axes = torch.from_numpy(np.stack([x, y]).astype(np.float32)).to(device)  # 2 x 256
+    scale = torch.tensor([[2.0 / (width - 1)], [2.0 / (height - 1)]], device=device)
+    axes = axes * scale - 1.0
     grid_x = axes[0].view(1, CROP_SIZE).expand(CROP_SIZE, CROP_SIZE)
     grid_y = axes[1].view(CROP_SIZE, 1).expand(CROP_SIZE, CROP_SIZE)
     return torch.stack([grid_x, grid_y], dim=-1)
-
-
-def _read_window(x: np.ndarray, y: np.ndarray, width: int, height: int) -> tuple[int, int, int, int] | None:
-    """Source pixels [x0, x1) x [y0, y1) a bilinear lookup at positions x, y reads (each position also
-    reads the next pixel), clamped to the image; None when no read touches the image."""
-    x0, y0 = max(math.floor(x.min()), 0), max(math.floor(y.min()), 0)
-    x1 = min(math.floor(x.max()) + _BILINEAR_EXTRA_TAP + 1, width)
-    y1 = min(math.floor(y.max()) + _BILINEAR_EXTRA_TAP + 1, height)
-    if x0 >= x1 or y0 >= y1:
-        return None
-    return x0, y0, x1, y1
 
 
 def gaussian_kernel_torch(sigma: float, device: torch.device) -> torch.Tensor:
@@ -113,32 +132,37 @@ def gaussian_kernel_torch(sigma: float, device: torch.device) -> torch.Tensor:
     return (weights / weights.sum()).to(device=device, dtype=torch.float32)
 
 
-def gaussian_blur_torch(planes: torch.Tensor, sigma: float) -> torch.Tensor:
-    """N x C x H x W float32 -> same shape: separable Gaussian per channel with replicate borders
-    (= scipy mode='nearest', truncate 4). Written with conv2d because torch has no scipy-equivalent
-    filter: torchvision's gaussian_blur uses a different radius rule and reflect padding."""
-    kernel = gaussian_kernel_torch(sigma, planes.device)
+def blurred_samples_torch(
+    image: torch.Tensor, rows: np.ndarray, cols: np.ndarray, sigma: float
+) -> torch.Tensor:
+    """scipy's Gaussian pre-blur ('nearest' border, truncate 4) of an H x W x 3 uint8 tensor, evaluated
+    in float32 at ``rows`` x ``cols`` only (int pixel indices inside the image) -> R x C x 3 float32.
+
+    Separable: the vertical pass at the wanted rows (BLUR_ROW_CHUNK at a time, over the columns the
+    horizontal pass reads), then the horizontal pass at the wanted columns. Written with index_select
+    because torch has no scipy-equivalent filter (torchvision's gaussian_blur uses a different radius
+    rule and reflect padding) and a whole-frame convolution would touch every pixel of the frame.
+    """
+    device = image.device
+    height, width = int(image.shape[0]), int(image.shape[1])
+    kernel = gaussian_kernel_torch(sigma, device)
     radius = (kernel.numel() - 1) // 2
-    channels = planes.shape[1]
-    horizontal = kernel.view(1, 1, 1, -1).expand(channels, 1, 1, -1)
-    vertical = kernel.view(1, 1, -1, 1).expand(channels, 1, -1, 1)
-    out = F.conv2d(F.pad(planes, (radius, radius, 0, 0), mode="replicate"), horizontal, groups=channels)
-    return F.conv2d(F.pad(out, (0, 0, radius, radius), mode="replicate"), vertical, groups=channels)
-
-
-def _to_grid(positions: torch.Tensor, origin: tuple[int, int], size: tuple[int, int]) -> torch.Tensor:
-    """Pixel positions (..., 2) in a source whose pixel (0, 0) is image pixel ``origin`` and whose
-    size is (width, height) -> grid_sample coordinates for align_corners=True (-1/+1 = the first/last
-    pixel centre)."""
-    width, height = size
-    shift = torch.tensor([float(origin[0]), float(origin[1])], device=positions.device)
-    scale = torch.tensor([2.0 / (width - 1), 2.0 / (height - 1)], device=positions.device)
-    return (positions - shift) * scale - 1.0
-
-
-def _sample(source: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
-    """source 1 x 3 x h x w float32, grid 1 x Hg x 256 x 2 -> 1 x 3 x Hg x 256, black outside."""
-    return F.grid_sample(source, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    col0, col1 = max(int(cols.min()) - radius, 0), min(int(cols.max()) + radius + 1, width)
+    band = image[:, col0:col1]
+    offsets = range(-radius, radius + 1)
+    col_taps = [torch.from_numpy(np.clip(cols + k, 0, width - 1) - col0).to(device) for k in offsets]
+    out = torch.empty((rows.size, cols.size, RGB_CHANNELS), dtype=torch.float32, device=device)
+    for start in range(0, rows.size, BLUR_ROW_CHUNK):
+        chunk = rows[start : start + BLUR_ROW_CHUNK]
+        vertical = torch.zeros((chunk.size, col1 - col0, RGB_CHANNELS), dtype=torch.float32, device=device)
+        for weight, k in zip(kernel, offsets):
+            taps = torch.from_numpy(np.clip(chunk + k, 0, height - 1)).to(device)
+            vertical += weight * band.index_select(0, taps).to(torch.float32)
+        horizontal = torch.zeros((chunk.size, cols.size, RGB_CHANNELS), dtype=torch.float32, device=device)
+        for weight, taps in zip(kernel, col_taps):
+            horizontal += weight * vertical.index_select(1, taps)
+        out[start : start + chunk.size] = horizontal
+    return out
 
 
 def crop_hands_torch(
@@ -152,8 +176,8 @@ def crop_hands_torch(
     Returns crops (B x 3 x 256 x 256 float32 on ``image.device``, normalised RGB, left hands mirrored;
     B may be 0) and the numpy metadata the post-processing needs (:class:`CropMetadata`).
 
-    Unblurred hands are sampled in ONE grid_sample call (their grids stacked along the output
-    height); hands that need the anti-alias blur each get their own blurred window and call.
+    Each hand's read pixels are gathered (blurred where needed) into one zero-padded
+    B x 3 x rows x cols batch, sampled by ONE grid_sample call.
     """
     _check_image(image)
     device = image.device
@@ -163,13 +187,13 @@ def crop_hands_torch(
     sizes = np.empty((count,), dtype=np.float64)
     sides = np.empty((count,), dtype=np.int64)
     affines = np.empty((count, 2, 3), dtype=np.float64)
-    geometries: list[CropGeometry] = []
-    axes: list[tuple[np.ndarray, np.ndarray]] = []  # per hand: OpenCV's x (256,) and y (256,)
+    sources: list[tuple[torch.Tensor, np.ndarray, np.ndarray] | None] = []
+    sharp: list[bool] = []
     for i, det in enumerate(detections):
         geometry = crop_geometry(det.box, det.side == Side.RIGHT, rescale)
-        geometries.append(geometry)
+        sharp.append(geometry.blur_sigma is None)
         affines[i] = crop_affine(geometry, width)
-        axes.append(opencv_positions(geometry, affines[i], width))
+        sources.append(_compact_source(image, geometry, *opencv_positions(geometry, affines[i], width)))
         centers[i] = geometry.box_center
         sizes[i] = geometry.box_size
         sides[i] = int(det.side)
@@ -177,41 +201,24 @@ def crop_hands_torch(
         box_centers=centers, box_sizes=sizes, sides=sides, affines=affines, image_size=(width, height)
     )
     patches = torch.zeros((count, CROP_SIZE, CROP_SIZE, RGB_CHANNELS), dtype=torch.float32, device=device)
-    if count == 0:
+    read = [i for i, s in enumerate(sources) if s is not None]  # the others stay black
+    if not read:
         return normalize_patches_torch(patches), meta
 
-    planes = image.permute(2, 0, 1).unsqueeze(0).to(torch.float32)  # 1 x 3 x H x W
-    if height < _MIN_SIDE or width < _MIN_SIDE:  # zeros = the black outside, see _MIN_SIDE
-        planes = F.pad(planes, (0, max(_MIN_SIDE - width, 0), 0, max(_MIN_SIDE - height, 0)))
-    padded_size = (int(planes.shape[3]), int(planes.shape[2]))
-
-    sharp = [i for i, g in enumerate(geometries) if g.blur_sigma is None]
-    if sharp:
-        positions = torch.cat([_position_grid(*axes[i], device) for i in sharp], dim=0)  # (k 256) x 256 x 2
-        out = _sample(planes, _to_grid(positions, (0, 0), padded_size)[None])[0]  # 3 x (k 256) x 256
-        out = out.view(RGB_CHANNELS, len(sharp), CROP_SIZE, CROP_SIZE).permute(1, 2, 3, 0)
-        # OpenCV's uint8 warp output is whole grey levels: round like it
-        patches[sharp] = torch.floor(out + 0.5).clamp_(0.0, 255.0)  # half up, as OpenCV's shift
-
-    for i, geometry in enumerate(geometries):
-        if geometry.blur_sigma is None:
-            continue
-        window = _read_window(*axes[i], width, height)
-        if window is None:  # nothing of the image is read: the crop stays black
-            continue
-        # blur the read window plus the kernel support; where that is clamped to the image border,
-        # replicate padding reproduces scipy's mode='nearest' of the full-image blur
-        pad = gaussian_radius(geometry.blur_sigma) + 1
-        x0, y0, x1, y1 = window
-        px0, py0 = max(x0 - pad, 0), max(y0 - pad, 0)
-        px1, py1 = min(x1 + pad, width), min(y1 + pad, height)
-        source = gaussian_blur_torch(planes[:, :, py0:py1, px0:px1], geometry.blur_sigma)
-        source_size = (px1 - px0, py1 - py0)
-        if source_size[0] < _MIN_SIDE or source_size[1] < _MIN_SIDE:
-            pad_w, pad_h = max(_MIN_SIDE - source_size[0], 0), max(_MIN_SIDE - source_size[1], 0)
-            source = F.pad(source, (0, pad_w, 0, pad_h))
-            source_size = (source_size[0] + pad_w, source_size[1] + pad_h)
-        positions = _position_grid(*axes[i], device)
-        out = _sample(source, _to_grid(positions, (px0, py0), source_size)[None])[0]  # 3 x 256 x 256
-        patches[i] = out.permute(1, 2, 0)
+    # zero padding is outside the image too: grid_sample reads it as the black border. Each side is at
+    # least two pixels: align_corners=True maps -1/+1 to the first/last pixel centre.
+    rows = max(max(sources[i][0].shape[0] for i in read), _MIN_SIDE)  # type: ignore[index]
+    cols = max(max(sources[i][0].shape[1] for i in read), _MIN_SIDE)  # type: ignore[index]
+    batch = torch.zeros((len(read), RGB_CHANNELS, rows, cols), dtype=torch.float32, device=device)
+    grids = []
+    for k, i in enumerate(read):
+        source, x, y = sources[i]  # type: ignore[misc]
+        batch[k, :, : source.shape[0], : source.shape[1]] = source.permute(2, 0, 1)
+        grids.append(_position_grid(x, y, (cols, rows), device))
+    out = F.grid_sample(batch, torch.stack(grids), mode="bilinear", padding_mode="zeros", align_corners=True)
+    out = out.permute(0, 2, 3, 1)  # k x 256 x 256 x 3
+    rounded = torch.tensor([sharp[i] for i in read], device=device)
+    # OpenCV's uint8 warp output is whole grey levels: round like it (half up, as OpenCV's shift)
+    out[rounded] = torch.floor(out[rounded] + 0.5).clamp_(0.0, 255.0)
+    patches[read] = out
     return normalize_patches_torch(patches), meta

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
+ONNX_SUFFIX = ".onnx"
 WILOR_RELEASE = "the WiLoR release (https://github.com/rolpotamias/WiLoR, pretrained_models/)"
 
 
@@ -72,18 +74,44 @@ class MissingModelFilesError(RuntimeError):
         super().__init__("\n".join(lines))
 
 
+def _readable(path: Path) -> bool:
+    try:
+        with path.open("rb") as handle:
+            handle.read(1)
+    except OSError:
+        return False
+    return True
+
+
+def _external_data_files(onnx_path: Path, info: ModelFileInfo) -> list[tuple[Path, ModelFileInfo]]:
+    """The side files an ONNX graph file keeps its weights in (core/onnx_files.py), with their info."""
+    from wilor_ros.core.onnx_files import external_data_paths
+
+    return [
+        (
+            data,
+            dataclasses.replace(
+                info,
+                role=f"weights of {onnx_path.name} (ONNX external data; keep it beside the .onnx)",
+                default_name=data.name,
+            ),
+        )
+        for data in external_data_paths(onnx_path)
+    ]
+
+
 def check_model_files(files: list[tuple[Path, ModelFileInfo]]) -> None:
-    """Raise MissingModelFilesError naming every file that does not exist or is unreadable."""
+    """Raise MissingModelFilesError naming every file that does not exist or is unreadable, including
+    the external-data side file (``wilor.onnx.data``) of an ONNX file that references one."""
     missing = []
     for path, info in files:
         path = Path(path)
-        if not path.is_file():
+        if not path.is_file() or not _readable(path):
             missing.append((path, info))
             continue
-        try:
-            with path.open("rb") as handle:
-                handle.read(1)
-        except OSError:
-            missing.append((path, info))
+        if path.suffix == ONNX_SUFFIX:
+            missing += [
+                (d, i) for d, i in _external_data_files(path, info) if not (d.is_file() and _readable(d))
+            ]
     if missing:
         raise MissingModelFilesError(missing)

@@ -8,14 +8,17 @@ Two paths produce the same crops:
 * :func:`crop_hand_reference` follows the official order of operations literally (blur the whole
   image, mirror the whole image, warp). It exists to pin the geometry and dtype rules down against
   the parity goldens; it costs one full-image copy (and blur) per hand.
-* :func:`crop_hands` is the path the pipeline uses. It blurs and mirrors only the source window
-  the affine warp reads (plus the blur's support), then warps that window with a translated
-  matrix. Measured against the reference path on the demo photos and on random, partly-outside and
-  tiny boxes it is **bit-identical** (max difference 0, see test_preprocessing.py): the Gaussian
-  filter is separable and position-independent, so a window that contains the kernel support of
-  every read pixel gives the same float64 values; clamping the window to the real image border
-  reproduces ``mode='nearest'`` there; and the fixed-point sample positions are computed once in
-  full-image coordinates and shifted by the window origin in whole pixels.
+* :func:`crop_hands` is the path the pipeline uses. A bilinear crop of 256 x 256 pixels whose
+  warp is axis-aligned reads at most 512 source columns and 512 source rows (each crop pixel's two
+  taps per axis), so only those are gathered (:func:`axis_support`), mirrored by reading columns
+  ``W - 1 - x'``, and blurred: :func:`blurred_samples` evaluates the separable Gaussian at just those
+  rows and columns, with scipy's kernel and scipy's order of operations. The sample positions are
+  computed in full-image (mirrored) coordinates and re-indexed into the gathered pixels, so weights
+  and taps are the reference's. Measured against the reference path on the demo photos and on
+  random, partly-outside and tiny boxes it is **bit-identical** (max difference 0, see
+  test_preprocessing.py), and its working memory no longer grows with the hand's size in the
+  frame: a few MB per hand instead of float64 copies of the whole hand window (about 1 GB for two
+  close-up hands in a 7680 x 4320 frame; ``python -m wilor_ros.tools.bench_memory``).
 
 Both use OpenCV 4.x's warpAffine arithmetic (the official run used OpenCV 4.11): sample positions
 on a 1/32-px grid computed here (:func:`sample_maps`) and cv2.remap's fixed-point bilinear table.
@@ -33,7 +36,7 @@ from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
-from scipy.ndimage import gaussian_filter
+from scipy.ndimage import gaussian_filter, gaussian_filter1d
 
 from wilor_ros.core.constants import (
     BBOX_ASPECT_H,
@@ -52,6 +55,9 @@ if TYPE_CHECKING:  # torch is optional for the numpy path
 # skimage.filters.gaussian(..., preserve_range=True) == scipy gaussian_filter with these settings.
 GAUSSIAN_TRUNCATE = 4.0
 GAUSSIAN_MODE = "nearest"
+# rows of the blur's first pass held at once by blurred_samples: bounds its float64 working set
+# (64 rows x frame width x 3 x 8 bytes, 12 MB at 8K) whatever the hand's size
+BLUR_ROW_CHUNK = 64
 # The official box -> "scale" convention divides by 200 and multiplies back (float32 round trip).
 _SCALE_UNIT = 200.0
 # Pixel values are normalised on the 0..255 range: (x - 255 mean) / (255 std), constants in float32
@@ -348,17 +354,10 @@ def sample_maps(inverse: np.ndarray, origin: tuple[int, int] = (0, 0)) -> tuple[
     uint8).
     """
     tab_mask = _INTER_TAB_SIZE - 1
-    xy = np.empty((CROP_SIZE, CROP_SIZE, 2), dtype=np.int16)
     aligned = axis_aligned_positions(inverse, origin)
     if aligned is not None:
-        # axis-aligned warp (every inference crop): broadcast the two 256-vectors instead of
-        # forming 256 x 256 sums
-        fixed_x1, fixed_y1 = aligned
-        xy[..., 0] = np.clip(fixed_x1 >> _INTER_BITS, _INT16_MIN, _INT16_MAX)[None, :]
-        xy[..., 1] = np.clip(fixed_y1 >> _INTER_BITS, _INT16_MIN, _INT16_MAX)[:, None]
-        frac_y = ((fixed_y1 & tab_mask) * _INTER_TAB_SIZE).astype(np.uint16)
-        frac = frac_y[:, None] + (fixed_x1 & tab_mask).astype(np.uint16)[None, :]
-        return xy, frac
+        return _aligned_maps(*aligned)
+    xy = np.empty((CROP_SIZE, CROP_SIZE, 2), dtype=np.int16)
     col_x, row_x, col_y, row_y = _fixed_axes(inverse)
     row_x = row_x - (int(origin[0]) << _AB_BITS)
     row_y = row_y - (int(origin[1]) << _AB_BITS)
@@ -369,6 +368,24 @@ def sample_maps(inverse: np.ndarray, origin: tuple[int, int] = (0, 0)) -> tuple[
     xy[..., 1] = np.clip(fixed_y >> _INTER_BITS, _INT16_MIN, _INT16_MAX)
     frac = ((fixed_y & tab_mask) * _INTER_TAB_SIZE + (fixed_x & tab_mask)).astype(np.uint16)
     return xy, frac
+
+
+def _aligned_maps(fixed_x: np.ndarray, fixed_y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """sample_maps of an axis-aligned warp from its per-column x (256,) and per-row y (256,) positions
+    (int64, 1/32 px): the two 256-vectors are broadcast instead of forming 256 x 256 sums."""
+    tab_mask = _INTER_TAB_SIZE - 1
+    xy = np.empty((CROP_SIZE, CROP_SIZE, 2), dtype=np.int16)
+    xy[..., 0] = _first_taps(fixed_x)[None, :]
+    xy[..., 1] = _first_taps(fixed_y)[:, None]
+    frac_y = ((fixed_y & tab_mask) * _INTER_TAB_SIZE).astype(np.uint16)
+    frac = frac_y[:, None] + (fixed_x & tab_mask).astype(np.uint16)[None, :]
+    return xy, frac
+
+
+def _first_taps(fixed: np.ndarray) -> np.ndarray:
+    """1/32-px positions -> the integer pixel of the first bilinear tap, saturated to int16 as
+    OpenCV stores it (the second tap is the next pixel)."""
+    return np.clip(fixed >> _INTER_BITS, _INT16_MIN, _INT16_MAX)
 
 
 def _remap(source: np.ndarray, xy: np.ndarray, frac: np.ndarray) -> np.ndarray:
@@ -415,76 +432,120 @@ def crop_hand_reference(
 
 
 # ---------------------------------------------------------------------------------------- fast path
-def _read_window(
-    axes: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], width: int, height: int
-) -> tuple[int, int, int, int] | None:
-    """Source pixels [x0, x1) x [y0, y1) the bilinear lookup reads, clamped to the image.
+@dataclass(frozen=True)
+class AxisSupport:
+    """The source pixels one axis of a crop reads, and where each crop pixel's taps lie among them.
 
-    axes: :func:`_fixed_axes`; each top-left tap also reads x+1 and y+1. The extremes of the
-    separable sums are the sums of the extremes (the shifts are monotonic), so no 256 x 256 map
-    is needed. None when no read touches the image (the crop is all border value).
+    pixels: (K,) int64, ascending, the pixels inside [0, size) that some bilinear tap reads (K <= 512).
+    taps: (256,) int64, index into ``pixels`` of each crop pixel's first tap (the second tap is the
+        next index); -2 / -1 (before the image) and >= K (after it) index nothing: the black border.
     """
-    col_x, row_x, col_y, row_y = axes
-    shift = _AB_BITS  # 1/1024 px -> integer pixels (the two shifts of sample_maps)
 
-    def extent(row: np.ndarray, col: np.ndarray) -> tuple[int, int]:
-        return int(row.min() + col.min()) >> shift, int(row.max() + col.max()) >> shift
-
-    low_x, high_x = extent(row_x, col_x)
-    low_y, high_y = extent(row_y, col_y)
-    x0, y0 = max(low_x, 0), max(low_y, 0)
-    x1, y1 = min(high_x + 2, width), min(high_y + 2, height)
-    if x0 >= x1 or y0 >= y1:
-        return None
-    return x0, y0, x1, y1
+    pixels: np.ndarray
+    taps: np.ndarray
 
 
-def _window_source(
-    image_rgb: np.ndarray, window: tuple[int, int, int, int], sigma: float | None, flipped: bool
-) -> np.ndarray:
-    """The (blurred, mirrored) source restricted to ``window`` (given in mirrored coordinates).
+def axis_support(first_taps: np.ndarray, size: int) -> AxisSupport:
+    """first_taps: (256,) integer pixel of each crop pixel's first bilinear tap on one axis (the second
+    is the next pixel); size: the image's extent on that axis."""
+    first_taps = np.asarray(first_taps, dtype=np.int64)
+    reads = np.concatenate([first_taps, first_taps + 1])
+    pixels = np.unique(reads[(reads >= 0) & (reads < size)])
+    # a first tap at -1 reads pixel 0 second: it keeps index -1, so its second tap is index 0
+    taps = np.where(first_taps < 0, np.maximum(first_taps, -2), np.searchsorted(pixels, first_taps))
+    return AxisSupport(pixels, taps)
 
-    Only the window plus the blur kernel's support is copied and filtered. Where the padded window
-    is clamped to the real image border, scipy's mode='nearest' sees the same border as for the
-    full image; elsewhere the support is complete, so every window value is bit-identical.
+
+def gaussian_weights(sigma: float) -> np.ndarray:
+    """(2r + 1,) float64, r = :func:`gaussian_radius`: scipy's own kernel for ``sigma``, read off its
+    impulse response (exact: each output is one weight times 1 plus products with 0)."""
+    radius = gaussian_radius(sigma)
+    impulse = np.zeros(2 * radius + 1)
+    impulse[radius] = 1.0
+    return gaussian_filter1d(impulse, sigma, mode="constant", truncate=GAUSSIAN_TRUNCATE)
+
+
+def blurred_samples(image_rgb: np.ndarray, rows: np.ndarray, cols: np.ndarray, sigma: float) -> np.ndarray:
+    """The official pre-blur :func:`gaussian_blur` of ``image_rgb``, evaluated at ``rows`` x ``cols`` only.
+
+    image_rgb: H x W x 3 uint8; rows (R,), cols (C,): int pixel indices inside the image, any order.
+    Returns R x C x 3 float64, bit-identical to ``gaussian_blur(image_rgb, sigma)[np.ix_(rows, cols)]``.
+
+    Written here because scipy filters whole arrays, while a crop reads at most 512 x 512 values of a
+    window that can be the whole frame. It repeats scipy's arithmetic (ndimage correlate1d with a
+    symmetric kernel): separable, axis 0 then axis 1; each output is ``centre * w[r]`` plus, for
+    j = r down to 1, ``(left_j + right_j) * w[r + j]``; 'nearest' borders by clamping indices. The
+    first pass runs at the wanted rows only (BLUR_ROW_CHUNK at a time, over the columns the second
+    pass reads), the second at the wanted columns only. Sums of two uint8 values are exact in
+    uint16, so pairing them before the float64 multiply changes nothing.
     """
     height, width = image_rgb.shape[:2]
-    x0, y0, x1, y1 = window
-    if flipped:  # mirrored column x' is source column W - 1 - x'
-        x0, x1 = width - x1, width - x0
-    if sigma is None:
-        out = image_rgb[y0:y1, x0:x1]
-    else:
-        pad = gaussian_radius(sigma) + 1
-        px0, py0 = max(x0 - pad, 0), max(y0 - pad, 0)
-        px1, py1 = min(x1 + pad, width), min(y1 + pad, height)
-        blurred = gaussian_blur(image_rgb[py0:py1, px0:px1], sigma)
-        out = blurred[y0 - py0 : y1 - py0, x0 - px0 : x1 - px0]
-    if flipped:
-        return cv2.flip(out, 1)  # a mirrored copy of the window only (OpenCV's is SIMD-fast)
-    return out  # cv2.remap reads row-strided views, no copy needed
+    weights = gaussian_weights(sigma)
+    radius = (weights.size - 1) // 2
+    rows, cols = np.asarray(rows, np.int64), np.asarray(cols, np.int64)
+    col0, col1 = max(int(cols.min()) - radius, 0), min(int(cols.max()) + radius + 1, width)
+    band = image_rgb[:, col0:col1]  # the columns the second pass reads (a view)
+    offsets = range(radius, 0, -1)  # scipy's order: farthest pair first
+
+    def col_index(offset: int) -> np.ndarray:
+        return np.clip(cols + offset, 0, width - 1) - col0
+
+    col_pairs = [(col_index(-j), col_index(j)) for j in offsets]
+    out = np.empty((rows.size, cols.size, RGB_CHANNELS), dtype=np.float64)
+    for start in range(0, rows.size, BLUR_ROW_CHUNK):
+        chunk = rows[start : start + BLUR_ROW_CHUNK]
+        vertical = band[chunk].astype(np.float64) * weights[radius]  # n x (col1 - col0) x 3
+        for j in offsets:
+            pair = (
+                band[np.clip(chunk - j, 0, height - 1)].astype(np.uint16)
+                + band[np.clip(chunk + j, 0, height - 1)]
+            )
+            vertical += pair * weights[radius + j]
+        horizontal = vertical[:, cols - col0] * weights[radius]  # n x C x 3
+        for j, (left, right) in zip(offsets, col_pairs):
+            horizontal += (vertical[:, left] + vertical[:, right]) * weights[radius + j]
+        out[start : start + chunk.size] = horizontal
+    return out
 
 
 def crop_patch(image_rgb: np.ndarray, geometry: CropGeometry) -> tuple[np.ndarray, np.ndarray]:
     """One 256 x 256 x 3 patch (uint8, or float64 when blurred) and its 2 x 3 forward affine.
 
-    Blurs/mirrors only the window the lookup reads; the sample positions are computed in
-    full-image (mirrored) coordinates and shifted by the window origin in integer pixels, so
-    positions and weights are exactly the reference path's.
+    Unblurred right hands are looked up straight from ``image_rgb``, unblurred left hands from a
+    mirrored copy of the small window they read. Blurred hands: the blur is evaluated only at the
+    source pixels the lookup reads (mirrored for left hands), and the sample positions are re-indexed
+    into them. Taps and weights are exactly the reference's in every case.
     """
     height, width = image_rgb.shape[:2]
     affine = crop_affine(geometry, width)
     inverse = invert_affine(affine)
-    window = _read_window(_fixed_axes(inverse), width, height)
-    dtype = np.uint8 if geometry.blur_sigma is None else np.float64
-    if window is None:  # the crop lies entirely outside the image: all border value
-        return np.zeros((CROP_SIZE, CROP_SIZE, RGB_CHANNELS), dtype=dtype), affine
     if geometry.blur_sigma is None and not geometry.flipped:
         # nothing to blur or mirror: look up straight from the caller's image, no copy at all
         xy, frac = sample_maps(inverse)
         return _remap(image_rgb, xy, frac), affine
-    source = _window_source(image_rgb, window, geometry.blur_sigma, geometry.flipped)
-    xy, frac = sample_maps(inverse, origin=(window[0], window[1]))
+    positions = axis_aligned_positions(inverse)
+    assert positions is not None, "crop affines are axis-aligned"
+    fixed_x, fixed_y = positions  # 1/32 px in the (mirrored, for left hands) image
+    cols = axis_support(_first_taps(fixed_x), width)
+    rows = axis_support(_first_taps(fixed_y), height)
+    if cols.pixels.size == 0 or rows.pixels.size == 0:  # entirely outside the image: border value
+        dtype = np.uint8 if geometry.blur_sigma is None else np.float64
+        return np.zeros((CROP_SIZE, CROP_SIZE, RGB_CHANNELS), dtype=dtype), affine
+    if geometry.blur_sigma is None:
+        # an unblurred crop reads a window of at most ~565 x 565 pixels (S <= 563): a mirrored copy of
+        # it (OpenCV's SIMD flip) is cheaper than gathering pixels; positions shift by its origin
+        x0, x1 = int(cols.pixels[0]), int(cols.pixels[-1]) + 1  # mirrored columns
+        y0, y1 = int(rows.pixels[0]), int(rows.pixels[-1]) + 1
+        source = cv2.flip(image_rgb[y0:y1, width - x1 : width - x0], 1)
+        xy, frac = _aligned_maps(fixed_x - (x0 << _INTER_BITS), fixed_y - (y0 << _INTER_BITS))
+        return _remap(source, xy, frac), affine
+    # mirrored column x' is source column W - 1 - x': blurring at those columns mirrors the pixels
+    source_cols = width - 1 - cols.pixels if geometry.flipped else cols.pixels
+    source = blurred_samples(image_rgb, rows.pixels, source_cols, geometry.blur_sigma)
+    tab_mask = _INTER_TAB_SIZE - 1
+    xy, frac = _aligned_maps(
+        (cols.taps << _INTER_BITS) + (fixed_x & tab_mask), (rows.taps << _INTER_BITS) + (fixed_y & tab_mask)
+    )
     return _remap(source, xy, frac), affine
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from wilor_ros.core.backends import tensorrt_backend as trtb
 from wilor_ros.core.model_files import DETECTOR_ONNX, RECONSTRUCTOR_ONNX, check_model_files
+from wilor_ros.core.onnx_files import model_sha256
 
 LOG = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ def build_engines(
         jobs.append(("detector", det_path, batch, profile, None))
     built = []
     for role, onnx_path, batch, profile, scopes in jobs:
-        key = trtb.EngineKey(info, precision, batch, trtb.file_sha256(onnx_path))
+        key = trtb.EngineKey(info, precision, batch, model_sha256(onnx_path))
         paths = trtb.engine_paths(onnx_path, key)
         usable, _ = trtb.engine_status(paths, key)
         trtb.ensure_engine(onnx_path, info, precision, batch, profile, rebuild=rebuild, fp16_scopes=scopes)

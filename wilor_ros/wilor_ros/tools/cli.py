@@ -68,7 +68,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from wilor_ros.tools.model_export import export_all
 
-    export_all(args.model_dir or DEFAULT_MODEL_DIR, skip_detector=args.skip_detector, force=args.force)
+    export_all(
+        args.model_dir or DEFAULT_MODEL_DIR,
+        skip_detector=args.skip_detector,
+        force=args.force,
+        external_data=True if args.external_data else None,
+    )
     return 0
 
 
@@ -424,6 +429,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument("--skip-detector", action="store_true", help="export the reconstructor only")
     export.add_argument("--force", action="store_true", help="re-export even when the ONNX files are newer")
+    export.add_argument(
+        "--external-data",
+        action="store_true",
+        help="always keep the reconstructor weights in wilor.onnx.data (default: only above 1 GiB)",
+    )
     export.set_defaults(func=cmd_export)
 
     export_det = sub.add_parser(

@@ -13,22 +13,30 @@ from wilor_ros.core.model_files import (
     RECONSTRUCTOR_ONNX,
     check_model_files,
 )
+from wilor_ros.core.onnx_files import is_complete
 
 LOG = logging.getLogger(__name__)
 
 
 def _up_to_date(target: Path, sources: list[Path]) -> bool:
-    return target.is_file() and all(target.stat().st_mtime >= s.stat().st_mtime for s in sources)
+    """The ONNX file (with its side file, when it has one) exists and is newer than every source."""
+    return is_complete(target) and all(target.stat().st_mtime >= s.stat().st_mtime for s in sources)
 
 
-def export_all(model_dir: str | Path, *, skip_detector: bool = False, force: bool = False) -> dict[str, Path]:
+def export_all(
+    model_dir: str | Path,
+    *,
+    skip_detector: bool = False,
+    force: bool = False,
+    external_data: bool | None = None,
+) -> dict[str, Path]:
     """Export detector.pt -> detector.onnx and wilor_final.ckpt + MANO_RIGHT.pkl -> wilor.onnx.
 
     Every missing input is reported at once. Outputs newer than their inputs are kept unless
-    ``force``.
+    ``force``. external_data: see ``export_reconstructor_onnx`` (None: a wilor.onnx.data side file
+    only for models above 1 GiB of weights, i.e. the released one).
     """
-    from wilor_ros.core.reconstructor import load_reconstructor
-    from wilor_ros.tools.export import export_reconstructor_onnx
+    from wilor_ros.tools.export import export_checkpoint_onnx
 
     model_dir = Path(model_dir)
     ckpt = model_dir / RECONSTRUCTOR_CKPT.default_name
@@ -42,9 +50,7 @@ def export_all(model_dir: str | Path, *, skip_detector: bool = False, force: boo
     written: dict[str, Path] = {}
     recon_onnx = model_dir / RECONSTRUCTOR_ONNX.default_name
     if force or not _up_to_date(recon_onnx, [ckpt, mano]):
-        model = load_reconstructor(ckpt, mano)
-        synthetic = bool(getattr(model, "synthetic", False))
-        report = export_reconstructor_onnx(model, recon_onnx, synthetic=synthetic, model_version=ckpt.stem)
+        report = export_checkpoint_onnx(ckpt, mano, recon_onnx, external_data=external_data)
         worst = max(report.max_abs_diff.values()) if report.max_abs_diff else float("nan")
         LOG.info("reconstructor exported: %s (ONNX Runtime vs PyTorch max |diff| %.2e)", recon_onnx, worst)
     else:

@@ -19,6 +19,7 @@ from wilor_ros.core.model_files import (
     RECONSTRUCTOR_CKPT,
     RECONSTRUCTOR_ONNX,
 )
+from wilor_ros.core.onnx_files import is_complete
 
 LOG = logging.getLogger(__name__)
 
@@ -44,9 +45,8 @@ def make_synthetic_models(
 ) -> dict[str, Path]:
     """Write the synthetic model set into ``out_dir``; existing files are kept unless ``force``."""
     from wilor_ros.core.mano_synthetic import make_synthetic_mano
-    from wilor_ros.core.reconstructor import load_reconstructor
     from wilor_ros.core.synthetic import make_synthetic_checkpoint
-    from wilor_ros.tools.export import export_reconstructor_onnx
+    from wilor_ros.tools.export import export_checkpoint_onnx
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -61,9 +61,8 @@ def make_synthetic_models(
     if force or not ckpt.is_file():
         make_synthetic_checkpoint(ckpt, synthetic_config(size), mano, seed=seed)
         LOG.info("wrote synthetic %s reconstructor checkpoint %s", size, ckpt)
-    if force or not onnx_path.is_file() or onnx_path.stat().st_mtime < ckpt.stat().st_mtime:
-        model = load_reconstructor(ckpt, mano)
-        export_reconstructor_onnx(model, onnx_path, synthetic=True, model_version=f"synthetic-{size}")
+    if force or not is_complete(onnx_path) or onnx_path.stat().st_mtime < ckpt.stat().st_mtime:
+        export_checkpoint_onnx(ckpt, mano, onnx_path, model_version=f"synthetic-{size}")
     if detector:
         from wilor_ros.tools.export_detector import make_synthetic_detector
 

@@ -1,4 +1,5 @@
-"""ONNX Runtime runtime of the reconstructor (the file written by ``wilor-ros export``)."""
+"""ONNX Runtime runtime of the reconstructor (the file written by ``wilor-ros export``; with the
+full-size model also its ``.data`` side file, which ONNX Runtime reads beside the graph file)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from wilor_ros.core.backends.base import (
     check_crops,
     decode_faces,
 )
+from wilor_ros.core.onnx_files import check_external_data
 
 LOG = logging.getLogger(__name__)
 
@@ -41,6 +43,7 @@ class OnnxRuntimeBackend(ReconstructorBackend):
         path = Path(onnx_path)
         if not path.is_file():
             raise RuntimeError(f"reconstructor ONNX file not found: {path} (make it with `wilor-ros export`)")
+        check_external_data(path)  # ONNX Runtime's own message for a missing side file is obscure
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:

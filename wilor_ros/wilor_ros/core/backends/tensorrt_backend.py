@@ -7,9 +7,10 @@ Layout of the engine cache (next to the ONNX files)::
     <model_dir>/engines/timing-<gpu>-trt<ver>.cache   TensorRT timing cache (reused by every build)
 
 The key covers everything that makes an engine unusable elsewhere: GPU name, compute capability,
-TensorRT version, precision, max batch, the ONNX file's sha256 and our build recipe version. An
-engine whose sidecar is missing, unreadable or disagrees with the wanted key is rebuilt on first use;
-otherwise it is reused. The key and file logic are pure functions of a :class:`DeviceInfo`, so they
+TensorRT version, precision, max batch, the sha256 of the ONNX file and of its external-data side
+file (``wilor.onnx.data``, see core/onnx_files.py) and our build recipe version. An engine whose
+sidecar is missing, unreadable or disagrees with the wanted key is rebuilt on first use; otherwise it
+is reused. The key and file logic are pure functions of a :class:`DeviceInfo`, so they
 are tested without a GPU (test_tensorrt.py).
 
 Precision (the documented choice): **strongly typed networks with a mixed-precision ONNX**.
@@ -51,6 +52,14 @@ from wilor_ros.core.backends.base import (
     decode_faces,
 )
 from wilor_ros.core.constants import CROP_SIZE
+from wilor_ros.core.onnx_files import (
+    check_external_data,
+    external_data_paths,
+    load_graph,
+    model_sha256,
+    remove_onnx,
+    write_onnx,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -74,7 +83,6 @@ DEFAULT_PRECISION = "fp16"
 DEFAULT_MAX_BATCH = 4  # PipelineConfig.max_hands default
 TYPICAL_BATCH = 2  # two hands: the optimisation profile's "opt" batch
 WORKSPACE_BYTES = 4 << 30  # builder scratch limit; TensorRT uses less when it can
-SHA_CHUNK = 1 << 20
 # ONNX node-name scopes (torch.onnx module paths) converted to fp16 in the reconstructor.
 RECONSTRUCTOR_FP16_SCOPES = ("/model/backbone/blocks", "/model/backbone/patch_embed")
 # ops kept float32 even inside an fp16 scope (reductions that overflow/lose precision in fp16)
@@ -100,7 +108,7 @@ class EngineKey:
     device: DeviceInfo
     precision: str
     max_batch: int
-    onnx_sha256: str
+    onnx_sha256: str  # onnx_files.model_sha256: the graph file and its side file, if any
     recipe: int = RECIPE_VERSION
 
     def __post_init__(self) -> None:
@@ -143,14 +151,6 @@ class EngineKey:
 class EnginePaths:
     engine: Path
     sidecar: Path
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for chunk in iter(lambda: handle.read(SHA_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def default_engine_dir(onnx_path: str | Path) -> Path:
@@ -254,11 +254,13 @@ def make_mixed_precision_onnx(
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    model = onnx.load(str(onnx_path))
+    source_dir = Path(onnx_path).parent
+    model = load_graph(onnx_path)  # external weights (wilor.onnx.data) are read only where converted
+    external = bool(external_data_paths(onnx_path, model))  # the copy keeps the source's layout
     graph = model.graph
     if any(i.type.tensor_type.elem_type == TensorProto.FLOAT16 for i in graph.input):
         # already a half-precision export (e.g. ultralytics half=True): build it as it is
-        onnx.save(model, str(out_path))
+        write_onnx(model, out_path, source_dir=source_dir, external_data=external)
         return {"fp16_nodes": len(graph.node), "fp32_nodes": 0}
     inferred = onnx.shape_inference.infer_shapes(model)
     elem_type = {v.name: v.type.tensor_type.elem_type for v in (*inferred.graph.value_info, *graph.input)}
@@ -287,7 +289,7 @@ def make_mixed_precision_onnx(
             casts_in[name] = f"{name}__fp16"
             if name in inits and name not in users_outside:
                 tensor = numpy_helper.from_array(
-                    numpy_helper.to_array(inits[name]).astype(np.float16), casts_in[name]
+                    numpy_helper.to_array(inits[name], str(source_dir)).astype(np.float16), casts_in[name]
                 )
                 new_inits.append(tensor)
             else:
@@ -347,6 +349,7 @@ def make_mixed_precision_onnx(
     del graph.node[:]
     graph.node.extend(ordered)
     graph.initializer.extend(new_inits)
+    new_inits.clear()  # extend copied them: do not hold the fp16 weights twice
     unused = (
         {t.name for t in graph.initializer}
         - {i for n in graph.node for i in n.input}
@@ -356,12 +359,11 @@ def make_mixed_precision_onnx(
     del graph.initializer[:]
     graph.initializer.extend(kept)
     del graph.value_info[:]
-    onnx.checker.check_model(model)
-    onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(out_path))
-    return {"fp16_nodes": len(region), "fp32_nodes": len(graph.node) - len(region)}
+    counts = {"fp16_nodes": len(region), "fp32_nodes": len(graph.node) - len(region)}
+    write_onnx(model, out_path, source_dir=source_dir, external_data=external)
+    onnx.checker.check_model(str(out_path))  # by path: works for any size, checks the side file
+    onnx.shape_inference.infer_shapes(load_graph(out_path), check_type=True, strict_mode=True)
+    return counts
 
 
 # ============================================================================ TensorRT / CUDA access
@@ -521,7 +523,7 @@ def build_engine(
         timing_cache.parent.mkdir(parents=True, exist_ok=True)
         _atomic_write(timing_cache, bytes(config.get_timing_cache().serialize()))
     if source != Path(onnx_path):
-        source.unlink(missing_ok=True)
+        remove_onnx(source)
     return bytes(serialized)
 
 
@@ -539,7 +541,8 @@ def ensure_engine(
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
         raise RuntimeError(f"ONNX file not found: {onnx_path} (make it with `wilor-ros export`)")
-    key = EngineKey(device_info, precision, int(max_batch), file_sha256(onnx_path))
+    check_external_data(onnx_path)
+    key = EngineKey(device_info, precision, int(max_batch), model_sha256(onnx_path))
     paths = engine_paths(onnx_path, key, engine_dir)
     usable, reason = engine_status(paths, key)
     if usable and not rebuild:
