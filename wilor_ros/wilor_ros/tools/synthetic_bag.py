@@ -8,7 +8,7 @@ wilor_msgs/HandDetectionArray boxes, each with the frame's header stamp, in sqli
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,8 @@ class RecordedFrame:
     stamp_ns: int
     boxes: list[HandDetection] | None = None  # recorded on BOXES_TOPIC when given
     depth_mm: np.ndarray | None = None  # H x W uint16 millimetres (16UC1), 0 = no reading
-    extra: dict[str, Any] = field(default_factory=dict)
+    encoding: str = "rgb8"  # raw images: the encoding written (the data stays rgb8 bytes)
+    compressed_data: bytes | None = None  # compressed images: these bytes instead of the JPEG
 
 
 def _header(stamp_ns: int) -> Any:
@@ -56,11 +57,17 @@ def image_msg(rgb: np.ndarray, stamp_ns: int, encoding: str = "rgb8") -> Any:
     )
 
 
-def compressed_msg(rgb: np.ndarray, stamp_ns: int, quality: int = 95) -> Any:
-    ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
-    assert ok
+def compressed_msg(rgb: np.ndarray, stamp_ns: int, quality: int = 95, data: bytes | None = None) -> Any:
+    if data is None:
+        ok, jpeg = cv2.imencode(
+            ".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality]
+        )
+        if not ok:
+            raise RuntimeError("OpenCV could not encode a JPEG")
+        data = jpeg.tobytes()
     types = bagtypes.typestore().types
-    return types[bagtypes.COMPRESSED_IMAGE](header=_header(stamp_ns), format="jpeg", data=jpeg.reshape(-1))
+    payload = np.frombuffer(data, dtype=np.uint8).copy()
+    return types[bagtypes.COMPRESSED_IMAGE](header=_header(stamp_ns), format="jpeg", data=payload)
 
 
 def depth_msg(depth_mm: np.ndarray, stamp_ns: int) -> Any:
@@ -78,10 +85,12 @@ def depth_msg(depth_mm: np.ndarray, stamp_ns: int) -> Any:
     )
 
 
-def camera_info_msg(intrinsics: CameraIntrinsics, width: int, height: int, stamp_ns: int) -> Any:
+def camera_info_msg(camera_matrix: np.ndarray, width: int, height: int, stamp_ns: int) -> Any:
+    """CameraInfo with K = ``camera_matrix`` (3 x 3, may hold NaN for bad-input tests)."""
     types = bagtypes.typestore().types
-    k = intrinsics.matrix().reshape(-1)
-    p = np.concatenate([intrinsics.matrix(), np.zeros((3, 1))], axis=1).reshape(-1)
+    matrix = np.asarray(camera_matrix, np.float64).reshape(3, 3)
+    k = matrix.reshape(-1)
+    p = np.concatenate([matrix, np.zeros((3, 1))], axis=1).reshape(-1)
     roi = types["sensor_msgs/msg/RegionOfInterest"](
         x_offset=0, y_offset=0, height=0, width=0, do_rectify=False
     )
@@ -117,19 +126,20 @@ def write_image_bag(
     frames: Sequence[RecordedFrame],
     storage: str = "sqlite3",
     compressed: bool = False,
-    intrinsics: CameraIntrinsics | None = None,
+    intrinsics: CameraIntrinsics | np.ndarray | None = None,
     receive_delay_ns: int = 2_000_000,
 ) -> Path:
     """Record ``frames`` into a new rosbag2 folder ``path``; returns it.
 
     Topics: the image (``IMAGE_TOPIC`` raw or ``COMPRESSED_TOPIC``), ``CAMERA_INFO_TOPIC`` when
-    ``intrinsics`` is given, ``DEPTH_TOPIC`` for frames with depth, ``BOXES_TOPIC`` for frames with
-    boxes. Messages are logged ``receive_delay_ns`` after their stamp (depth a little later than
-    the colour image, as a real driver would deliver it).
+    ``intrinsics`` is given (CameraIntrinsics or a raw 3 x 3 K), ``DEPTH_TOPIC`` for frames with
+    depth, ``BOXES_TOPIC`` for frames with boxes. Messages are logged ``receive_delay_ns`` after
+    their stamp (depth a little later than the colour image, as a real driver delivers it).
     """
     from rosbags.rosbag2 import StoragePlugin, Writer
 
     store = bagtypes.typestore()
+    k = intrinsics.matrix() if isinstance(intrinsics, CameraIntrinsics) else intrinsics
     plugin = {"sqlite3": StoragePlugin.SQLITE3, "mcap": StoragePlugin.MCAP}[storage]
     with Writer(path, version=8, storage_plugin=plugin) as writer:
         image_type = bagtypes.COMPRESSED_IMAGE if compressed else bagtypes.IMAGE
@@ -159,9 +169,9 @@ def write_image_bag(
                 else image_msg(frame.rgb, frame.stamp_ns)
             )
             writer.write(image, log, store.serialize_cdr(msg, image_type))
-            if info is not None and intrinsics is not None:
+            if info is not None and k is not None:
                 height, width = frame.rgb.shape[:2]
-                cam = camera_info_msg(intrinsics, width, height, frame.stamp_ns)
+                cam = camera_info_msg(k, width, height, frame.stamp_ns)
                 writer.write(info, log, store.serialize_cdr(cam, bagtypes.CAMERA_INFO))
             if boxes is not None and frame.boxes is not None:
                 writer.write(
