@@ -3,6 +3,7 @@ with an *oracle* network (a perfect reconstructor for hands whose truth is known
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import time
@@ -244,7 +245,7 @@ class CropOracleBackend(ReconstructorBackend):
             if key not in self.table:
                 raise AssertionError("the oracle was asked about a crop it does not know")
             hand, detection, intrinsics = self.table[key]
-            seed = int.from_bytes(key[:8], "little") ^ len(key)  # reproducible per crop
+            seed = int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little")  # per crop
             noise = np.random.default_rng(seed).normal(0.0, self.noise_m, 3)
             outputs.append(oracle_output(hand, detection, intrinsics, self.rescale, noise))
         return stack_outputs(outputs)

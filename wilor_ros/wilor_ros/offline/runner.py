@@ -59,6 +59,12 @@ LOG = logging.getLogger("wilor_ros.process")
 SMOOTHING_CHOICES = ("none", "causal", "offline")
 STORAGE_CHOICES = ("mcap", "sqlite3")
 NS_PER_S = 1e9
+# A hand reconstructed for the wrong side has its wrist mirrored across the MANO model origin
+# (MANO's wrist lies about 9.5 cm from it: ~19 cm off), so the first-pass association widens
+# the tracker's 3D gate to this and gates on box overlap instead; the track must survive the
+# wrong-side frames for the majority vote to correct them.
+MIRROR_TOLERANT_GATE_M = 0.4
+MIN_ASSOCIATION_IOU = 0.05
 BAG_NAME = "bag"
 DATASET_NAME = "hands.npz"
 SCHEMA_VERSION = 1
@@ -302,6 +308,8 @@ class _Run:
                 min_hits=1,  # every hand gets a row; short tracks are dropped after the pass
                 max_missed_frames=max(tracker.max_missed_frames, config.max_gap),
                 max_missed_s=1e9,  # the frame count decides (a slow camera is not a gap)
+                max_wrist_distance_m=max(tracker.max_wrist_distance_m, MIRROR_TOLERANT_GATE_M),
+                min_iou=max(tracker.min_iou, MIN_ASSOCIATION_IOU),
             )
         )
 

@@ -148,7 +148,7 @@ def write_image_bag(
         )
         info = (
             writer.add_connection(CAMERA_INFO_TOPIC, bagtypes.CAMERA_INFO, typestore=store)
-            if intrinsics
+            if k is not None
             else None
         )
         depth = (
@@ -163,11 +163,10 @@ def write_image_bag(
         )
         for frame in frames:
             log = frame.stamp_ns + receive_delay_ns
-            msg = (
-                compressed_msg(frame.rgb, frame.stamp_ns)
-                if compressed
-                else image_msg(frame.rgb, frame.stamp_ns)
-            )
+            if compressed:
+                msg = compressed_msg(frame.rgb, frame.stamp_ns, data=frame.compressed_data)
+            else:
+                msg = image_msg(frame.rgb, frame.stamp_ns, frame.encoding)
             writer.write(image, log, store.serialize_cdr(msg, image_type))
             if info is not None and k is not None:
                 height, width = frame.rgb.shape[:2]
