@@ -279,6 +279,9 @@ def cmd_compare_backends(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from wilor_ros.tools.bench import BenchConfig, format_bench_table, run_bench, write_report
 
+    if args.offline:
+        return _bench_offline(args)
+
     options: dict = dict(model_size=args.model_size, device=args.device, precision=args.precision)
     options["model_dir"] = str(args.model_dir) if args.model_dir else None
     options["cache_dir"] = str(DEFAULT_OUT_DIR / "bench_models")
@@ -313,6 +316,41 @@ def _bench_detector_skipping(args: argparse.Namespace) -> None:
     _, table = run_skipping_bench(pipeline, Path(model_dir) / "MANO_RIGHT.pkl")
     print("\ndetector skipping (tracker-predicted boxes between detections):")
     print(table)
+
+
+def _bench_offline(args: argparse.Namespace) -> int:
+    """``process`` vs the node's per-frame path on one recorded bag, same pipeline."""
+    from wilor_ros.core.pipeline import HandPipeline, ModelPaths, PipelineConfig
+    from wilor_ros.tools.bench_offline import format_offline_bench, run_offline_bench
+    from wilor_ros.tools.main_demo import reference_dir
+    from wilor_ros.tools.synthetic_models import make_synthetic_models
+
+    model_dir = args.model_dir
+    if model_dir is None:  # synthetic models have no real detector: boxes are recorded instead
+        model_dir = DEFAULT_OUT_DIR / "bench_models" / f"offline-{args.model_size}"
+        make_synthetic_models(model_dir, size=args.model_size, detector=False)
+    backend = args.backends[0] if args.backends else "onnxruntime"
+    config = PipelineConfig(
+        models=ModelPaths(model_dir=str(model_dir)),
+        backend=backend,
+        device=args.device or "cpu",
+        precision=args.precision or "fp32",
+        use_detector=args.model_dir is not None,
+    )
+    pipeline = HandPipeline.from_config(config)
+    try:
+        result = run_offline_bench(
+            pipeline,
+            DEFAULT_OUT_DIR / "bench_offline",
+            args.offline_frames,
+            args.batch_frames,
+            reference_dir(),
+        )
+    finally:
+        pipeline.close()
+    models = "synthetic " + args.model_size if args.model_dir is None else str(model_dir)
+    print(format_offline_bench(result, f"backend {backend} on {config.device}, models {models}"))
+    return 0
 
 
 def _add_gpu_commands(sub: argparse._SubParsersAction) -> None:
@@ -359,6 +397,13 @@ def _add_gpu_commands(sub: argparse._SubParsersAction) -> None:
         help="also measure detector skipping (tracker-predicted boxes) on a rendered moving hand",
     )
     bench.add_argument("--json", type=Path, default=DEFAULT_OUT_DIR / "bench.json", help="JSON report path")
+    bench.add_argument(
+        "--offline",
+        action="store_true",
+        help="instead: frames/s of `wilor-ros process` vs the node's per-frame path on one recorded bag",
+    )
+    bench.add_argument("--offline-frames", type=int, default=60, help="--offline: frames in the bag")
+    bench.add_argument("--batch-frames", type=int, default=8, help="--offline: process's frames per call")
     bench.set_defaults(func=cmd_bench)
 
 
