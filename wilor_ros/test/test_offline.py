@@ -562,3 +562,22 @@ def test_video_input_with_boxes_by_frame_index(tmp_path, photo_frames, photo_pip
     assert set(data["frames_frame_id"]) == {"head_camera"} and str(data["smoothing"]) == "causal"
     teleop = read_bag(tmp_path / "out" / "bag")["teleop_hands"]
     assert len(teleop) == FRAMES and all(h.tracked and h.filtered for _, m in teleop for h in m.hands)
+
+
+def test_rts_smoother_is_zero_lag_and_memory_mapped_state_is_identical(tmp_path, monkeypatch):
+    from wilor_ros.offline import smoothing
+
+    rng = np.random.default_rng(3)
+    stamps = np.cumsum(rng.uniform(0.02, 0.05, 200))  # irregular frame spacing
+    ramp = 0.3 * stamps[:, None] * np.array([1.0, -2.0, 0.5]) + 0.1  # constant velocity, 3 columns
+    gains = smoothing.rts_gains(stamps, cutoff_hz=2.0)
+    np.testing.assert_allclose(smoothing.rts_smooth(ramp, gains), ramp, atol=1e-9)  # no lag, no bias
+    noisy = ramp + rng.normal(0.0, 0.004, ramp.shape)
+    in_memory = smoothing.rts_smooth(noisy, gains)
+    assert np.std(in_memory - ramp) < 0.6 * np.std(noisy - ramp)  # position noise (jitter: see above)
+    monkeypatch.setattr(smoothing, "IN_MEMORY_STATE_BYTES", 0)  # force the memmap path
+    mapped = smoothing.rts_smooth(noisy, gains, scratch=tmp_path)
+    np.testing.assert_array_equal(mapped, in_memory)
+    assert list(tmp_path.iterdir()) == []  # the state files are removed
+    with pytest.raises(ValueError, match="increasing"):
+        smoothing.rts_gains(np.array([0.0, 0.1, 0.1]), 2.0)

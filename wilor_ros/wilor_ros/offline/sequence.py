@@ -27,7 +27,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from wilor_ros.core import camera
-from wilor_ros.core.constants import NUM_HAND_JOINTS, NUM_JOINTS
+from wilor_ros.core.constants import NUM_HAND_JOINTS
 from wilor_ros.core.filtering import FilterConfig, HandFilter, relative_rotvec, slerp_by_rotvec
 from wilor_ros.core.types import CameraIntrinsics, Side
 from wilor_ros.offline import smoothing
@@ -206,7 +206,10 @@ def smooth_offline(
         stamps = stamps_ns[frame_of[rows]] / NS_PER_S
         gains = smoothing.rts_gains(stamps - stamps[0], cutoff_hz)
         matrix = _TrackMatrix(store, rows, _rotation_quats(store, rows))
-        smoothed = smoothing.rts_smooth(matrix, gains, scratch=scratch)
+        out_path = Path(scratch) / "smoothed.bin"
+        smoothed = smoothing.rts_smooth(
+            matrix, gains, out=smoothing.scratch_array(out_path, *matrix.shape), scratch=scratch
+        )
         for start, part in _chunks(rows):
             block = np.asarray(smoothed[start : start + len(part)])
             column = 0
@@ -225,6 +228,8 @@ def smooth_offline(
             )
             store.array("global_orient_matrix")[part] = mats[:, 0]
             store.array("hand_pose_matrix")[part] = mats[:, 1:]
+        del smoothed
+        out_path.unlink(missing_ok=True)
         _reproject(store, frames, rows)
 
 
@@ -259,14 +264,3 @@ def smooth_causal(store: HandStore, frames: FrameTable, config: FilterConfig) ->
             ):
                 updates[name].append(np.asarray(getattr(hand, name)))
         store.write(part, {name: np.stack(v) for name, v in updates.items()})
-
-
-__all__ = [
-    "NUM_JOINTS",
-    "fill_gaps",
-    "majority_sides",
-    "rows_in_frame_order",
-    "smooth_causal",
-    "smooth_offline",
-    "track_rows",
-]

@@ -102,12 +102,13 @@ def rts_smooth(
     if count == 0:
         return out
     with tempfile.TemporaryDirectory(dir=scratch) as folder:
-        position, velocity = (_state_array(Path(folder) / name, count, width) for name in ("p", "v"))
+        position, velocity = (scratch_array(Path(folder) / name, count, width) for name in ("p", "v"))
         _forward_backward(values, gains, position, velocity, out)
     return out
 
 
-def _state_array(path: Path, count: int, width: int) -> np.ndarray:
+def scratch_array(path: Path, count: int, width: int) -> np.ndarray:
+    """A count x width float64 array: in memory when small, else a memmap at ``path``."""
     if count * width * 8 <= IN_MEMORY_STATE_BYTES // 2:
         return np.empty((count, width))
     return np.memmap(path, dtype=np.float64, mode="w+", shape=(count, width))
