@@ -231,10 +231,12 @@ class BatchReconstructor:
         self.summary = summary
 
     def detect(self, frames: list[Frame]) -> list[list[HandDetection]]:
-        """Boxes of each frame: its given boxes, else the detector's (highest scores first)."""
+        """Boxes of each frame: its given boxes, else the detector's above the threshold (one
+        ``detect_batch`` call for all such frames); at most ``max_hands``, highest scores first.
+        The selection is ``HandPipeline.detect``'s, applied per frame of the batch."""
         config = self.pipeline.config
-        out: list[list[HandDetection] | None] = [None if f.boxes is None else list(f.boxes) for f in frames]
-        missing = [i for i, boxes in enumerate(out) if boxes is None]
+        found: list[list[HandDetection] | None] = [None if f.boxes is None else list(f.boxes) for f in frames]
+        missing = [i for i, boxes in enumerate(found) if boxes is None]
         if missing:
             detector = self.pipeline.detector
             if detector is None:
@@ -242,16 +244,13 @@ class BatchReconstructor:
                     "no hand detector and no boxes for a frame: give boxes or a detector model"
                 )
             images = [frames[i].rgb for i in missing]
-            batches = (
-                detector.detect_batch(images)
-                if hasattr(detector, "detect_batch")
-                else [detector.detect(im) for im in images]
-            )
-            for i, found in zip(missing, batches):
-                out[i] = sorted(
-                    (d for d in found if d.score >= config.detection_threshold), key=lambda d: -d.score
-                )
-        return [list(boxes or [])[: config.max_hands] for boxes in out]
+            if hasattr(detector, "detect_batch"):
+                batches = detector.detect_batch(images)
+            else:
+                batches = [detector.detect(image) for image in images]
+            for i, detections in zip(missing, batches):
+                found[i] = [d for d in detections if d.score >= config.detection_threshold]
+        return [sorted(boxes or [], key=lambda d: -d.score)[: config.max_hands] for boxes in found]
 
     def reconstruct(self, jobs: list[_Job]) -> list[list[HandEstimate]]:
         """Hands of every job, in the order of its detections (non-finite ones dropped)."""
@@ -299,7 +298,6 @@ class _Run:
         self.show_progress = show_progress
         self.frames = FrameTable()
         self.store = HandStore(outputs.work / "hands")
-        self.row_of_index: dict[int, int] = {}
         self.reconstructor = BatchReconstructor(pipeline, config.depth, summary)
         tracker = config.tracker
         self.tracker = HandTracker(
@@ -382,7 +380,6 @@ class _Run:
                 width=width,
                 height=height,
             )
-            self.row_of_index[frame.index] = row
             tracked = self.tracker.update(hands, frame.stamp_ns / NS_PER_S, from_detector=True)
             if len(tracked) != len(hands):
                 raise RuntimeError("the tracker must return every hand (min_hits=1); report this as a bug")
