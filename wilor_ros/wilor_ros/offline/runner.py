@@ -85,7 +85,7 @@ class ProcessConfig:
     depth_max_age: float = 0.05  # s between an image and its depth image
     # ---- speed
     batch_frames: int = 8  # frames whose hands share one reconstructor (and detector) call
-    queue_frames: int = 32  # decoded frames buffered by the background reader
+    queue_frames: int = 16  # decoded frames buffered by the background reader (memory: 16 images)
     # ---- sequence
     max_gap: int = 5  # fill gaps of up to this many frames inside a track (0: never)
     min_track_frames: int = 1  # drop tracks observed in fewer frames (false detections)
