@@ -154,21 +154,30 @@ def make_hand(mano_path: Path, cam_t, side: Side = Side.RIGHT, seed: int = 0) ->
 
 
 def fit_crop_camera(
-    hand: TruthHand, box: np.ndarray, intrinsics: CameraIntrinsics, rescale: float
+    hand: TruthHand, box: np.ndarray, intrinsics: CameraIntrinsics, rescale: float, crop_side: Side
 ) -> np.ndarray:
     """[s, tx, ty] of the 256-pixel crop camera (focal 5000) that best reprojects the hand's
-    true keypoints into the (unmirrored) crop of ``box``, as a perfect network would regress."""
+    true keypoints into the (unmirrored) crop of ``box``, as a perfect network would regress.
+
+    The geometry the pipeline will publish is the right-hand model mirrored when the crop was
+    mirrored (``crop_side`` LEFT). A hand cropped with the wrong side gets the true hand's size
+    (depth) and the image placement that best fits its mirror image: a network shown a mirrored
+    hand still sees how big it is and where it lies, only the handedness is wrong."""
     geometry = preprocessing.crop_geometry(box, True, rescale)
     uv = camera.project_points(hand.joints_cam, intrinsics)
     crop_uv = (uv - geometry.box_center) * (CROP_SIZE / geometry.box_size)  # centred crop pixels
-    model = hand.joints * hand.mirror()
 
-    def residual(t: np.ndarray) -> np.ndarray:
-        p = model + t
-        return (FOCAL_LENGTH * p[:, :2] / p[:, 2:3] - crop_uv).ravel()
+    def fit(model: np.ndarray, guess: np.ndarray, depth: float | None = None) -> np.ndarray:
+        def residual(t: np.ndarray) -> np.ndarray:
+            p = model + (t if depth is None else np.append(t, depth))
+            return (FOCAL_LENGTH * p[:, :2] / p[:, 2:3] - crop_uv).ravel()
 
-    guess = np.array([0.0, 0.0, 2.0 * FOCAL_LENGTH / CROP_SIZE / 0.5])
-    t = least_squares(residual, guess).x
+        t = least_squares(residual, guess if depth is None else guess[:2]).x
+        return t if depth is None else np.append(t, depth)
+
+    t = fit(hand.joints * hand.mirror(), np.array([0.0, 0.0, 2.0 * FOCAL_LENGTH / CROP_SIZE / 0.5]))
+    if crop_side != hand.side:
+        t = fit(hand.joints * (MIRROR_X if crop_side == Side.LEFT else np.ones(3)), t, depth=float(t[2]))
     return np.array([2.0 * FOCAL_LENGTH / (CROP_SIZE * t[2]), t[0], t[1]])
 
 
@@ -184,12 +193,13 @@ def oracle_output(
     """What a perfect network returns for the crop of ``detection`` around ``hand``: the true
     right-hand geometry (model frame) and the crop camera that best explains the hand in the
     crop. A crop taken for the wrong side gets the un-mirrored truth, which the pipeline then
-    mirrors: a mirror-wrong hand, as a real network would produce.
+    mirrors: a mirror-wrong hand, placed where its mirror image fits best (``fit_crop_camera``),
+    as a real network would produce.
 
     noise: (3,) metres added to every joint and vertex; depth_scale > 1: the hand looks further
     away; fail: NaN joints (a lost hand).
     """
-    cam = fit_crop_camera(hand, detection.box, intrinsics, rescale)
+    cam = fit_crop_camera(hand, detection.box, intrinsics, rescale, detection.side)
     cam[0] /= depth_scale
     # the network sees left hands mirrored: right-hand geometry and a mirrored tx
     cam[1] *= 1.0 if detection.side == Side.RIGHT else -1.0

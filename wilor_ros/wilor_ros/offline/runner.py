@@ -59,10 +59,11 @@ LOG = logging.getLogger("wilor_ros.process")
 SMOOTHING_CHOICES = ("none", "causal", "offline")
 STORAGE_CHOICES = ("mcap", "sqlite3")
 NS_PER_S = 1e9
-# A hand reconstructed for the wrong side has its wrist mirrored across the MANO model origin
-# (MANO's wrist lies about 9.5 cm from it: ~19 cm off), so the first-pass association widens
-# the tracker's 3D gate to this and gates on box overlap instead; the track must survive the
-# wrong-side frames for the majority vote to correct them.
+# A hand reconstructed for the wrong side is a mirror image: its 3D wrist can land far from the
+# track's (mirrored across the MANO model origin, which lies about 9.5 cm from MANO's wrist, it is
+# up to ~19 cm off). The first-pass association therefore widens the tracker's 3D gate to this and
+# also requires box overlap: the track must survive its wrong-side frames for the majority vote to
+# correct them.
 MIRROR_TOLERANT_GATE_M = 0.4
 MIN_ASSOCIATION_IOU = 0.05
 BAG_NAME = "bag"
