@@ -10,20 +10,17 @@ K, depth correction, tracking, filtering) is the production code under test.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
-from scipy.optimize import least_squares
-from scipy.spatial.transform import Rotation
+from helpers import TruthHand, make_hand, oracle_output, stack_outputs
 
-from wilor_ros.core import camera, metrics, preprocessing
+from wilor_ros.core import metrics
 from wilor_ros.core.backends.base import ReconstructorBackend, ReconstructorOutput
-from wilor_ros.core.constants import CROP_SIZE, FOCAL_LENGTH
 from wilor_ros.core.filtering import FilterConfig
 from wilor_ros.core.pipeline import HandPipeline, PipelineConfig
-from wilor_ros.core.render import RenderMesh, default_hand_orient, pose_mano, rasterize
+from wilor_ros.core.render import RenderMesh, rasterize
 from wilor_ros.core.temporal import (
     BOX_SOURCE_DETECTOR,
     BOX_SOURCE_EXTERNAL,
@@ -38,7 +35,6 @@ WIDTH, HEIGHT = 640, 480
 # A real-looking calibration: fx != fy, principal point off the image centre.
 REAL_K = CameraIntrinsics(fx=610.0, fy=598.0, cx=331.0, cy=247.5)
 FPS = 30.0
-MIRROR_X = np.array([-1.0, 1.0, 1.0])
 
 
 @pytest.fixture(scope="module")
@@ -48,76 +44,6 @@ def mano_path(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("mano") / "MANO_RIGHT.pkl"
     make_synthetic_mano(path, seed=0)
     return path
-
-
-@dataclass
-class TruthHand:
-    """A hand in the scene: MANO model frame (right-hand geometry) plus a camera translation."""
-
-    joints: np.ndarray  # 21 x 3, model frame (global orientation applied), right-hand geometry
-    vertices: np.ndarray  # 778 x 3
-    orient: np.ndarray  # 3 x 3
-    pose: np.ndarray  # 15 x 3 x 3
-    cam_t: np.ndarray  # (3,) metres
-    side: Side = Side.RIGHT
-
-    def mirror(self) -> np.ndarray:
-        return MIRROR_X if self.side == Side.LEFT else np.ones(3)
-
-    @property
-    def joints_cam(self) -> np.ndarray:
-        return self.joints * self.mirror() + self.cam_t
-
-    @property
-    def vertices_cam(self) -> np.ndarray:
-        return self.vertices * self.mirror() + self.cam_t
-
-    def box(self, intrinsics: CameraIntrinsics) -> np.ndarray:
-        uv = camera.project_points(self.vertices_cam, intrinsics)
-        return np.array([*uv.min(axis=0), *uv.max(axis=0)], dtype=np.float32)
-
-
-def make_hand(mano_path: Path, cam_t, side: Side = Side.RIGHT, seed: int = 0) -> TruthHand:
-    rng = np.random.default_rng(seed)
-    orient = Rotation.from_rotvec(default_hand_orient()) * Rotation.from_euler("xyz", rng.normal(0, 0.3, 3))
-    pose = rng.normal(0.0, 0.15, (15, 3))
-    vertices, joints, _ = pose_mano(mano_path, orient.as_rotvec(), pose)
-    return TruthHand(
-        joints=joints,
-        vertices=vertices,
-        orient=orient.as_matrix(),
-        pose=Rotation.from_rotvec(pose).as_matrix(),
-        cam_t=np.asarray(cam_t, dtype=np.float64),
-        side=side,
-    )
-
-
-def fit_crop_camera(
-    hand: TruthHand, box: np.ndarray, intrinsics: CameraIntrinsics, rescale: float, crop_side: Side
-) -> np.ndarray:
-    """[s, tx, ty] of the 256-pixel crop camera (focal 5000) that best reprojects the hand's
-    true keypoints into the (unmirrored) crop of ``box``, as a perfect network would regress.
-
-    The geometry the pipeline will publish is the right-hand model mirrored when the crop was
-    mirrored (``crop_side`` LEFT). A hand cropped with the wrong side gets the true hand's size
-    (depth) and the image placement that best fits its mirror image: a network shown a mirrored
-    hand still sees how big it is and where it lies, only the handedness is wrong."""
-    geometry = preprocessing.crop_geometry(box, True, rescale)
-    uv = camera.project_points(hand.joints_cam, intrinsics)
-    crop_uv = (uv - geometry.box_center) * (CROP_SIZE / geometry.box_size)  # centred crop pixels
-
-    def fit(model: np.ndarray, guess: np.ndarray, depth: float | None = None) -> np.ndarray:
-        def residual(t: np.ndarray) -> np.ndarray:
-            p = model + (t if depth is None else np.append(t, depth))
-            return (FOCAL_LENGTH * p[:, :2] / p[:, 2:3] - crop_uv).ravel()
-
-        t = least_squares(residual, guess if depth is None else guess[:2]).x
-        return t if depth is None else np.append(t, depth)
-
-    t = fit(hand.joints * hand.mirror(), np.array([0.0, 0.0, 2.0 * FOCAL_LENGTH / CROP_SIZE / 0.5]))
-    if crop_side != hand.side:
-        t = fit(hand.joints * (MIRROR_X if crop_side == Side.LEFT else np.ones(3)), t, depth=float(t[2]))
-    return np.array([2.0 * FOCAL_LENGTH / (CROP_SIZE * t[2]), t[0], t[1]])
 
 
 class OracleBackend(ReconstructorBackend):
@@ -139,35 +65,20 @@ class OracleBackend(ReconstructorBackend):
         boxes = self.pipeline.last_detections  # the hands as the pipeline cropped them
         assert len(boxes) == len(crops)
         intr = self.camera
-        out = {name: [] for name in ReconstructorOutput.names()}
+        outputs = []
         for det in boxes:
             centre = 0.5 * (det.box[:2] + det.box[2:])
             hand = min(
                 self.scene,
                 key=lambda h: np.linalg.norm(0.5 * (h.box(intr)[:2] + h.box(intr)[2:]) - centre),
             )
-            cam = fit_crop_camera(hand, det.box, intr, self.pipeline.config.rescale_factor, det.side)
-            cam[0] /= self.depth_scale
             noise = self.rng.normal(0.0, self.noise_m, 3) if self.noise_m else np.zeros(3)
-            sign = 1.0 if det.side == Side.RIGHT else -1.0
-            # the network sees left hands mirrored: right-hand geometry and a mirrored tx
-            cam[1] *= sign
-            joints, vertices = hand.joints + noise, hand.vertices + noise
-            if self.fail:
-                joints = joints * np.nan
-            out["pred_cam"].append(cam)
-            out["global_orient"].append(hand.orient)
-            out["hand_pose"].append(hand.pose)
-            out["betas"].append(np.zeros(10))
-            out["keypoints_3d"].append(joints)
-            out["vertices"].append(vertices)
-            out["keypoints_2d"].append(np.zeros((21, 2)))
-            out["cam_t"].append(camera.crop_camera_translation(cam[None])[0])
-        arrays = {
-            k: np.asarray(v, np.float32) if v else getattr(ReconstructorOutput.empty(), k)
-            for k, v in out.items()
-        }
-        return ReconstructorOutput(**arrays)
+            outputs.append(
+                oracle_output(
+                    hand, det, intr, self.pipeline.config.rescale_factor, noise, self.depth_scale, self.fail
+                )
+            )
+        return stack_outputs(outputs)
 
 
 class TruthDetector:

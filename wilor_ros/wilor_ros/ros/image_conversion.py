@@ -27,11 +27,16 @@ from __future__ import annotations
 import array
 import sys
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
-from sensor_msgs.msg import CompressedImage, Image
-from std_msgs.msg import Header
+
+if TYPE_CHECKING:
+    # The readers take any object with these messages' fields (rclpy's, or rosbags' in
+    # wilor_ros.offline), so the ROS packages are imported only by the two writers below.
+    from sensor_msgs.msg import CompressedImage, Image
+    from std_msgs.msg import Header
 
 MM_PER_METRE = 1000.0
 # cv_bridge's 16 -> 8 bit scale (cv_bridge.cpp, toCvCopyImpl: convertTo(..., 255. / 65535.))
@@ -233,6 +238,8 @@ def numpy_to_image(array_hwc: np.ndarray, encoding: str = "rgb8", header: Header
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ValueError(f"cannot publish an empty image of shape {arr.shape}")
     arr = np.ascontiguousarray(arr)
+    from sensor_msgs.msg import Image
+
     msg = Image()
     if header is not None:
         msg.header = header
@@ -261,6 +268,8 @@ def rgb_to_compressed(
     ok, encoded = cv2.imencode(extensions[fmt], cv2.cvtColor(arr, cv2.COLOR_RGB2BGR))
     if not ok:
         raise ValueError(f"OpenCV could not encode the image as {fmt}")
+    from sensor_msgs.msg import CompressedImage
+
     msg = CompressedImage()
     if header is not None:
         msg.header = header

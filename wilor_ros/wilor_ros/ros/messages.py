@@ -5,26 +5,27 @@ Humble generator; both take these types without per-element Python checks):
 * fixed-size arrays (``float32[63]`` ...) are stored as numpy arrays; a float32 ndarray of the
   right *size* is kept as is, so we pass a flat, C-contiguous float32 copy (never a view of the
   estimate, so later changes to the estimate do not leak into a queued message);
-* unbounded arrays (``float32[] vertices``, ``uint32[] faces``) are stored as ``array.array``;
-  an ``array.array`` of the right typecode ('f', 'I') is kept as is, and ``frombytes`` fills it
-  from the numpy buffer in one copy. Any other value (list, ndarray) goes element by element
-  through Python: measured 1 us with frombytes vs 0.17 ms for an ndarray of 2334 values.
+* unbounded arrays (``float32[] vertices``, ``uint32[] faces``) go through
+  ``MessageTypes.float_sequence`` / ``uint32_sequence`` (``array.array`` for rclpy, see
+  ``ros/message_types.py``).
+
+Every builder takes ``types`` (default: the rclpy classes), so the same field mapping fills the
+rosbags classes of ``wilor_ros.offline``; messages are built with keyword arguments only.
+Headers are passed in already built, of the same family as ``types``.
 """
 
 from __future__ import annotations
 
-import array
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-from geometry_msgs.msg import Pose
 from scipy.spatial.transform import Rotation
-from std_msgs.msg import Header
 
-from wilor_msgs.msg import HandMesh, HandMeshArray, MeshTopology
 from wilor_ros.core.constants import NUM_BETAS, NUM_HAND_JOINTS, NUM_JOINTS, NUM_VERTICES
 from wilor_ros.core.types import HandEstimate, Side
+from wilor_ros.ros.message_types import MessageTypes, rclpy_message_types
 
 UINT32_MAX = 2**32 - 1
 
@@ -37,13 +38,6 @@ def _flat_f32(values: np.ndarray, size: int, name: str) -> np.ndarray:
     return flat
 
 
-def _float_array(values: np.ndarray) -> array.array:
-    """array.array('f') with the float32 values of ``values`` (row-major), one copy."""
-    out = array.array("f")
-    out.frombytes(memoryview(np.ascontiguousarray(values, dtype=np.float32)).cast("B"))
-    return out
-
-
 def quaternion_xyzw(rotation: np.ndarray) -> np.ndarray:
     """3 x 3 (or N x 3 x 3) rotation matrix -> (4,) (or N x 4) unit quaternion, x y z w order
     (geometry_msgs/Quaternion and scipy order). scipy projects slightly non-orthonormal input
@@ -51,17 +45,21 @@ def quaternion_xyzw(rotation: np.ndarray) -> np.ndarray:
     return Rotation.from_matrix(np.asarray(rotation, dtype=np.float64)).as_quat()
 
 
-def wrist_pose(est: HandEstimate) -> Pose:
+def pose_msg(position: np.ndarray, rotation: np.ndarray, types: MessageTypes | None = None) -> Any:
+    """geometry_msgs/Pose from a (3,) position (metres) and a 3 x 3 rotation matrix."""
+    t = types or rclpy_message_types()
+    x, y, z = (float(v) for v in np.asarray(position, dtype=np.float64).reshape(3))
+    qx, qy, qz, qw = (float(v) for v in quaternion_xyzw(np.reshape(rotation, (3, 3))))
+    return t.Pose(position=t.Point(x=x, y=y, z=z), orientation=t.Quaternion(x=qx, y=qy, z=qz, w=qw))
+
+
+def wrist_pose(est: HandEstimate, types: MessageTypes | None = None) -> Any:
     """geometry_msgs/Pose: position = keypoints_3d[0] (metres), orientation = global_orient_matrix."""
-    pose = Pose()
-    x, y, z = (float(v) for v in np.asarray(est.keypoints_3d, dtype=np.float64).reshape(-1, 3)[0])
-    pose.position.x, pose.position.y, pose.position.z = x, y, z
-    qx, qy, qz, qw = (float(v) for v in quaternion_xyzw(np.reshape(est.global_orient_matrix, (3, 3))))
-    pose.orientation.x, pose.orientation.y, pose.orientation.z, pose.orientation.w = qx, qy, qz, qw
-    return pose
+    wrist = np.asarray(est.keypoints_3d, dtype=np.float64).reshape(-1, 3)[0]
+    return pose_msg(wrist, est.global_orient_matrix, types)
 
 
-def hand_estimate_to_msg(est: HandEstimate, header: Header) -> HandMesh:
+def hand_estimate_to_msg(est: HandEstimate, header: Any, types: MessageTypes | None = None) -> Any:
     """Fill every HandMesh field from one HandEstimate.
 
     ``header`` (stamp and frame_id of the source image) is referenced, not copied: messages are
@@ -75,33 +73,34 @@ def hand_estimate_to_msg(est: HandEstimate, header: Header) -> HandMesh:
     vertices = np.asarray(est.vertices)
     if vertices.shape != (NUM_VERTICES, 3):
         raise ValueError(f"HandEstimate.vertices must be {NUM_VERTICES} x 3, got shape {vertices.shape}")
-    msg = HandMesh()
-    msg.header = header
-    msg.id = track_id
-    msg.side = int(Side.parse(est.side))
-    msg.score = float(est.score)
-    msg.box = _flat_f32(est.box, 4, "box")
-    msg.keypoints_3d = _flat_f32(est.keypoints_3d, NUM_JOINTS * 3, "keypoints_3d")
-    msg.keypoints_2d = _flat_f32(est.keypoints_2d, NUM_JOINTS * 2, "keypoints_2d")
-    msg.wrist_pose = wrist_pose(est)
-    msg.global_orient = _flat_f32(est.global_orient, 3, "global_orient")
-    msg.hand_pose = _flat_f32(est.hand_pose, NUM_HAND_JOINTS * 3, "hand_pose")
-    msg.betas = _flat_f32(est.betas, NUM_BETAS, "betas")
-    msg.cam_t = _flat_f32(est.cam_t, 3, "cam_t")
-    msg.vertices = _float_array(vertices)
-    msg.intrinsics = est.intrinsics.as_array()
-    msg.intrinsics_from_camera_info = bool(est.intrinsics.from_camera_info)
-    msg.depth_corrected = bool(est.depth_corrected)
-    return msg
+    t = types or rclpy_message_types()
+    return t.HandMesh(
+        header=header,
+        id=track_id,
+        side=int(Side.parse(est.side)),
+        score=float(est.score),
+        box=_flat_f32(est.box, 4, "box"),
+        keypoints_3d=_flat_f32(est.keypoints_3d, NUM_JOINTS * 3, "keypoints_3d"),
+        keypoints_2d=_flat_f32(est.keypoints_2d, NUM_JOINTS * 2, "keypoints_2d"),
+        wrist_pose=wrist_pose(est, t),
+        global_orient=_flat_f32(est.global_orient, 3, "global_orient"),
+        hand_pose=_flat_f32(est.hand_pose, NUM_HAND_JOINTS * 3, "hand_pose"),
+        betas=_flat_f32(est.betas, NUM_BETAS, "betas"),
+        cam_t=_flat_f32(est.cam_t, 3, "cam_t"),
+        vertices=t.float_sequence(vertices),
+        intrinsics=est.intrinsics.as_array(),
+        intrinsics_from_camera_info=bool(est.intrinsics.from_camera_info),
+        depth_corrected=bool(est.depth_corrected),
+    )
 
 
-def estimates_to_array_msg(estimates: Sequence[HandEstimate], header: Header) -> HandMeshArray:
+def estimates_to_array_msg(
+    estimates: Sequence[HandEstimate], header: Any, types: MessageTypes | None = None
+) -> Any:
     """HandMeshArray with one HandMesh per estimate (an empty ``hands`` list when none), every
     hand carrying the same ``header`` as the array."""
-    msg = HandMeshArray()
-    msg.header = header
-    msg.hands = [hand_estimate_to_msg(est, header) for est in estimates]
-    return msg
+    t = types or rclpy_message_types()
+    return t.HandMeshArray(header=header, hands=[hand_estimate_to_msg(est, header, t) for est in estimates])
 
 
 @dataclass(frozen=True)
@@ -137,8 +136,9 @@ def _msg_f32(values: object, shape: tuple[int, ...], name: str) -> np.ndarray:
     return flat.reshape(shape)
 
 
-def hand_mesh_from_msg(msg: HandMesh) -> HandMeshData:
-    """Decode a HandMesh (inverse of ``hand_estimate_to_msg`` for every message field).
+def hand_mesh_from_msg(msg: Any) -> HandMeshData:
+    """Decode a HandMesh, rclpy's or rosbags' (inverse of ``hand_estimate_to_msg`` for every
+    message field).
 
     Raises ValueError when ``vertices`` does not hold 778 x 3 values.
     """
@@ -169,7 +169,9 @@ def hand_mesh_from_msg(msg: HandMesh) -> HandMeshData:
     )
 
 
-def mesh_topology_msg(faces: np.ndarray, num_vertices: int = NUM_VERTICES) -> MeshTopology:
+def mesh_topology_msg(
+    faces: np.ndarray, num_vertices: int = NUM_VERTICES, types: MessageTypes | None = None
+) -> Any:
     """MeshTopology from F x 3 zero-based vertex indices (RIGHT-hand winding, as MANO stores it).
 
     Raises ValueError when ``faces`` is not F x 3 or an index is outside [0, num_vertices).
@@ -183,15 +185,11 @@ def mesh_topology_msg(faces: np.ndarray, num_vertices: int = NUM_VERTICES) -> Me
         raise ValueError(
             f"face indices must lie in [0, {num_vertices}), got [{faces_arr.min()}, {faces_arr.max()}]"
         )
-    msg = MeshTopology()
-    msg.num_vertices = int(num_vertices)
-    indices = array.array("I")
-    indices.frombytes(memoryview(np.ascontiguousarray(faces_arr, dtype=np.uint32)).cast("B"))
-    msg.faces = indices
-    return msg
+    t = types or rclpy_message_types()
+    return t.MeshTopology(num_vertices=int(num_vertices), faces=t.uint32_sequence(faces_arr))
 
 
-def faces_from_topology_msg(msg: MeshTopology) -> np.ndarray:
+def faces_from_topology_msg(msg: Any) -> np.ndarray:
     """F x 3 int64 vertex indices from a MeshTopology (inverse of ``mesh_topology_msg``)."""
     flat = np.frombuffer(memoryview(msg.faces).cast("B"), dtype=np.uint32)
     if flat.size % 3 != 0:

@@ -18,21 +18,19 @@ the joint (``keypoints_3d[j]``, metres), axes = the joint's global MANO rotation
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from geometry_msgs.msg import TransformStamped
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from std_msgs.msg import Header
-from tf2_msgs.msg import TFMessage
 
 from wilor_ros.core.constants import JOINT_NAMES, NUM_JOINTS
 from wilor_ros.core.types import HandEstimate, Side
+from wilor_ros.ros.message_types import MessageTypes, rclpy_message_types
 from wilor_ros.ros.messages import quaternion_xyzw
 
 if TYPE_CHECKING:
     from rclpy.node import Node
     from rclpy.publisher import Publisher
+    from rclpy.qos import QoSProfile
 
 TF_TOPIC = "/tf"
 # tf2_ros TransformBroadcaster's publisher depth (QoSProfile(depth=100)).
@@ -41,6 +39,8 @@ TF_QOS_DEPTH = 100
 
 def tf_qos() -> QoSProfile:
     """The QoS tf2_ros's TransformBroadcaster publishes /tf with: keep last 100, reliable, volatile."""
+    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
     return QoSProfile(
         history=HistoryPolicy.KEEP_LAST,
         depth=TF_QOS_DEPTH,
@@ -71,8 +71,8 @@ def hand_frame_name(side: Side | str | int, joint: int | str, prefix: str = "", 
 
 
 def hand_transforms(
-    est: HandEstimate, header: Header, prefix: str = "", hand_number: int = 1
-) -> list[TransformStamped]:
+    est: HandEstimate, header: Any, prefix: str = "", hand_number: int = 1, types: MessageTypes | None = None
+) -> list[Any]:
     """21 TransformStamped (OpenPose order), parent ``header.frame_id``, stamp ``header.stamp``.
 
     Translation = ``est.keypoints_3d[j]`` (metres); rotation = unit quaternion (x, y, z, w) of
@@ -90,18 +90,17 @@ def hand_transforms(
         raise ValueError("hand keypoints/rotations contain NaN or inf: drop the hand before publishing TF")
     quats = quaternion_xyzw(rotations)  # N x 4, unit length
     side = Side.parse(est.side)
-    out: list[TransformStamped] = []
-    for j, ((tx, ty, tz), (qx, qy, qz, qw)) in enumerate(zip(keypoints.tolist(), quats.tolist())):
-        t = TransformStamped()
-        t.header.stamp = header.stamp
-        t.header.frame_id = header.frame_id
-        t.child_frame_id = hand_frame_name(side, j, prefix, hand_number)
-        tr = t.transform.translation
-        tr.x, tr.y, tr.z = tx, ty, tz
-        q = t.transform.rotation
-        q.x, q.y, q.z, q.w = qx, qy, qz, qw
-        out.append(t)
-    return out
+    t = types or rclpy_message_types()
+    return [
+        t.TransformStamped(
+            header=t.Header(stamp=header.stamp, frame_id=header.frame_id),
+            child_frame_id=hand_frame_name(side, j, prefix, hand_number),
+            transform=t.Transform(
+                translation=t.Vector3(x=tx, y=ty, z=tz), rotation=t.Quaternion(x=qx, y=qy, z=qz, w=qw)
+            ),
+        )
+        for j, ((tx, ty, tz), (qx, qy, qz, qw)) in enumerate(zip(keypoints.tolist(), quats.tolist()))
+    ]
 
 
 def hand_numbers(estimates: list[HandEstimate]) -> list[int]:
@@ -117,23 +116,32 @@ def hand_numbers(estimates: list[HandEstimate]) -> list[int]:
     return numbers
 
 
+def hands_transforms(
+    estimates: list[HandEstimate], header: Any, prefix: str = "", types: MessageTypes | None = None
+) -> list[Any]:
+    """The joint frames of every hand of one image (numbered per side, see ``hand_numbers``)."""
+    transforms: list[Any] = []
+    for est, number in zip(estimates, hand_numbers(estimates)):
+        transforms.extend(hand_transforms(est, header, prefix, number, types))
+    return transforms
+
+
 class HandTfBroadcaster:
     """Publishes hand joint frames on /tf for a node it is handed (it owns one publisher only)."""
 
     def __init__(self, node: Node, topic: str = TF_TOPIC, qos: QoSProfile | None = None) -> None:
-        self._publisher = node.create_publisher(TFMessage, topic, qos if qos is not None else tf_qos())
+        self._tf_message = rclpy_message_types().TFMessage
+        self._publisher = node.create_publisher(self._tf_message, topic, qos if qos is not None else tf_qos())
 
-    def send(self, transforms: list[TransformStamped]) -> None:
+    def send(self, transforms: list[Any]) -> None:
         """Publish the transforms in one TFMessage (nothing is sent for an empty list)."""
         if transforms:
-            self._publisher.publish(TFMessage(transforms=list(transforms)))
+            self._publisher.publish(self._tf_message(transforms=list(transforms)))
 
-    def send_hands(self, estimates: list[HandEstimate], header: Header, prefix: str = "") -> int:
+    def send_hands(self, estimates: list[HandEstimate], header: Any, prefix: str = "") -> int:
         """Publish the joint frames of every hand (numbered per side, see ``hand_numbers``);
         returns the number of transforms sent."""
-        transforms: list[TransformStamped] = []
-        for est, number in zip(estimates, hand_numbers(estimates)):
-            transforms.extend(hand_transforms(est, header, prefix, number))
+        transforms = hands_transforms(estimates, header, prefix)
         self.send(transforms)
         return len(transforms)
 

@@ -323,6 +323,9 @@ def cmd_compare_backends(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from wilor_ros.tools.bench import BenchConfig, format_bench_table, run_bench, write_report
 
+    if args.offline:
+        return _bench_offline(args)
+
     options: dict = dict(model_size=args.model_size, device=args.device, precision=args.precision)
     options["model_dir"] = str(args.model_dir) if args.model_dir else None
     options["cache_dir"] = str(DEFAULT_OUT_DIR / "bench_models")
@@ -357,6 +360,41 @@ def _bench_detector_skipping(args: argparse.Namespace) -> None:
     _, table = run_skipping_bench(pipeline, Path(model_dir) / "MANO_RIGHT.pkl")
     print("\ndetector skipping (tracker-predicted boxes between detections):")
     print(table)
+
+
+def _bench_offline(args: argparse.Namespace) -> int:
+    """``process`` vs the node's per-frame path on one recorded bag, same pipeline."""
+    from wilor_ros.core.pipeline import HandPipeline, ModelPaths, PipelineConfig
+    from wilor_ros.tools.bench_offline import format_offline_bench, run_offline_bench
+    from wilor_ros.tools.main_demo import reference_dir
+    from wilor_ros.tools.synthetic_models import make_synthetic_models
+
+    model_dir = args.model_dir
+    if model_dir is None:  # synthetic models have no real detector: boxes are recorded instead
+        model_dir = DEFAULT_OUT_DIR / "bench_models" / f"offline-{args.model_size}"
+        make_synthetic_models(model_dir, size=args.model_size, detector=False)
+    backend = args.backends[0] if args.backends else "onnxruntime"
+    config = PipelineConfig(
+        models=ModelPaths(model_dir=str(model_dir)),
+        backend=backend,
+        device=args.device or "cpu",
+        precision=args.precision or "fp32",
+        use_detector=args.model_dir is not None,
+    )
+    pipeline = HandPipeline.from_config(config)
+    try:
+        result = run_offline_bench(
+            pipeline,
+            DEFAULT_OUT_DIR / "bench_offline",
+            args.offline_frames,
+            args.batch_frames,
+            reference_dir(),
+        )
+    finally:
+        pipeline.close()
+    models = "synthetic " + args.model_size if args.model_dir is None else str(model_dir)
+    print(format_offline_bench(result, f"backend {backend} on {config.device}, models {models}"))
+    return 0
 
 
 def _add_gpu_commands(sub: argparse._SubParsersAction) -> None:
@@ -403,7 +441,112 @@ def _add_gpu_commands(sub: argparse._SubParsersAction) -> None:
         help="also measure detector skipping (tracker-predicted boxes) on a rendered moving hand",
     )
     bench.add_argument("--json", type=Path, default=DEFAULT_OUT_DIR / "bench.json", help="JSON report path")
+    bench.add_argument(
+        "--offline",
+        action="store_true",
+        help="instead: frames/s of `wilor-ros process` vs the node's per-frame path on one recorded bag",
+    )
+    bench.add_argument("--offline-frames", type=int, default=60, help="--offline: frames in the bag")
+    bench.add_argument("--batch-frames", type=int, default=8, help="--offline: process's frames per call")
     bench.set_defaults(func=cmd_bench)
+
+
+# ---------------------------------------------------------------- offline processing (wilor_ros/offline)
+def cmd_process(args: argparse.Namespace) -> int:
+    from wilor_ros.core.pipeline import HandPipeline
+    from wilor_ros.offline.runner import ProcessConfig, process
+
+    overrides = list(args.process_overrides)
+    for key in (
+        "image_topic",
+        "camera_info_topic",
+        "depth_topic",
+        "boxes_topic",
+        "frame_id",
+        "storage",
+        "smoothing",
+    ):
+        if getattr(args, key) is not None:
+            overrides.append(f"{key}={getattr(args, key)}")
+    for key in ("fps", "batch_frames", "max_gap"):
+        if getattr(args, key) is not None:
+            overrides.append(f"{key}={getattr(args, key)}")
+    if args.camera_info is not None:
+        overrides.append(f"camera_info_file={args.camera_info}")
+    if args.video is not None:
+        overrides.append(f"video={args.video}")
+    if args.copy_topics:
+        overrides.append(f"copy_topics={list(args.copy_topics)}")
+    config = load_config(ProcessConfig, args.process_config, overrides)
+    pipeline_config = pipeline_config_from_args(args)
+    boxes = None
+    if args.boxes:
+        from wilor_ros.tools.demo import load_boxes_file
+
+        boxes = load_boxes_file(args.boxes)
+    if boxes is not None or config.boxes_topic:
+        pipeline_config.use_detector = False  # boxes come from outside
+    out = args.out or DEFAULT_OUT_DIR / "process" / Path(args.input).stem
+    pipeline = HandPipeline.from_config(pipeline_config)
+    try:
+        summary = process(args.input, out, config, pipeline, boxes=boxes, show_progress=not args.quiet)
+    except KeyboardInterrupt:
+        print(
+            "wilor-ros process: interrupted: no output was written; the input is untouched", file=sys.stderr
+        )
+        return 130
+    finally:
+        pipeline.close()
+    print(summary.format())
+    return 0
+
+
+def _add_process_command(sub: argparse._SubParsersAction) -> None:
+    proc = sub.add_parser(
+        "process",
+        help="a rosbag2 bag (sqlite3/MCAP), video or image folder -> output bag, hands.npz, overlay video",
+        description="Offline processing of a recording with the whole sequence in view (docs/offline.md).",
+    )
+    proc.add_argument("input", help="rosbag2 folder, .db3 or .mcap file; video file; or image folder")
+    proc.add_argument("--out", type=Path, help="output folder (default out/process/<input name>)")
+    proc.add_argument("--image-topic", help="bag: image topic, raw or compressed (default: the only one)")
+    proc.add_argument("--camera-info-topic", help="bag: camera_info topic (default: beside the image topic)")
+    proc.add_argument("--depth-topic", help="bag: aligned depth image topic (16UC1 mm or 32FC1 m)")
+    proc.add_argument(
+        "--boxes-topic", help="bag: wilor_msgs/HandDetectionArray topic used instead of the detector"
+    )
+    proc.add_argument(
+        "--boxes",
+        type=Path,
+        help="JSON of hand boxes per frame (demo_boxes.json layout) instead of the detector",
+    )
+    proc.add_argument(
+        "--camera-info", type=Path, help="video/folder: camera calibration YAML (ROS camera calibrator)"
+    )
+    proc.add_argument("--frame-id", help="video/folder: frame_id of the outputs (default camera)")
+    proc.add_argument("--fps", type=float, help="image folder: frame rate for the stamps (default 30)")
+    proc.add_argument(
+        "--storage", choices=("mcap", "sqlite3"), help="output bag storage (default: the input's)"
+    )
+    proc.add_argument(
+        "--copy-topics", nargs="+", metavar="TOPIC", help="input topics copied into the output bag"
+    )
+    proc.add_argument("--video", type=Path, help="also write the overlay (mesh, skeleton, ids) to this MP4")
+    proc.add_argument("--batch-frames", type=int, help="frames per reconstructor/detector call (default 8)")
+    proc.add_argument("--max-gap", type=int, help="fill track gaps of up to this many frames (default 5)")
+    proc.add_argument("--smoothing", choices=("none", "causal", "offline"), help="default offline (zero-lag)")
+    proc.add_argument("--process-config", type=Path, help="YAML of ProcessConfig keys")
+    proc.add_argument(
+        "--process-set",
+        dest="process_overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any ProcessConfig key, e.g. --process-set smoothing_cutoff_hz=2 (repeatable)",
+    )
+    proc.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_pipeline_args(proc)
+    proc.set_defaults(func=cmd_process)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -469,6 +612,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_check_data_command(sub)
     _add_temporal_commands(sub)
     _add_gpu_commands(sub)
+    _add_process_command(sub)
     return parser
 
 
