@@ -154,5 +154,5 @@ def test_pipeline_device_path_matches_default(synthetic_model_dir, reference_dir
         np.testing.assert_allclose(b.keypoints_2d, a.keypoints_2d, atol=0.5)  # pixels
         np.testing.assert_allclose(b.vertices, a.vertices, atol=2e-3)  # metres
         np.testing.assert_allclose(b.betas, a.betas, atol=5e-4)
-        assert b.extras["box_size"] == a.extras["box_size"]
+        assert b.box_size == a.box_size
     assert device.predict(rgb, boxes=[]) == []

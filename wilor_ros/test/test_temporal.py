@@ -22,14 +22,11 @@ from wilor_ros.core.filtering import FilterConfig
 from wilor_ros.core.pipeline import HandPipeline, PipelineConfig
 from wilor_ros.core.render import RenderMesh, rasterize
 from wilor_ros.core.temporal import (
-    BOX_SOURCE_DETECTOR,
-    BOX_SOURCE_EXTERNAL,
-    BOX_SOURCE_TRACKER,
     TemporalConfig,
     TemporalHandPipeline,
 )
 from wilor_ros.core.tracking import TrackerConfig
-from wilor_ros.core.types import CameraIntrinsics, HandDetection, Side
+from wilor_ros.core.types import BoxSource, CameraIntrinsics, HandDetection, Side
 
 WIDTH, HEIGHT = 640, 480
 # A real-looking calibration: fx != fy, principal point off the image centre.
@@ -202,7 +199,7 @@ def test_ids_stay_stable_while_the_detector_is_skipped(mano_path):
         assert sorted(h.side for h in out) == [Side.LEFT, Side.RIGHT]
         for hand in out:
             ids_by_side[hand.side].add(hand.track_id)
-            assert hand.extras["tracked"] and hand.extras["filtered"]
+            assert hand.tracked and hand.filtered
             truth = next(h for h in scene if h.side == hand.side)
             assert np.all(truth.box(REAL_K)[:2] >= 0) and truth.box(REAL_K)[2] < WIDTH  # in view
             # filtered, moving at 0.15 m/s, weak-perspective depth: within a few centimetres
@@ -210,8 +207,8 @@ def test_ids_stay_stable_while_the_detector_is_skipped(mano_path):
     assert ids_by_side[Side.LEFT] != ids_by_side[Side.RIGHT]
     assert all(len(ids) == 1 for ids in ids_by_side.values()), ids_by_side
     # frames 0, 1 (tracks not yet confirmed), then every 5th frame runs the detector
-    assert detector.calls == temporal.detector_calls == sources.count(BOX_SOURCE_DETECTOR)
-    assert sources.count(BOX_SOURCE_TRACKER) >= 9, sources
+    assert detector.calls == temporal.detector_calls == sources.count(BoxSource.DETECTOR)
+    assert sources.count(BoxSource.TRACKER) >= 9, sources
     assert detector.calls <= 5, sources
 
 
@@ -256,19 +253,19 @@ def test_lost_track_triggers_redetection_and_external_boxes_win(mano_path):
     backend.scene = _moving_scene(mano_path, 0)[:1]
     temporal.process(IMAGE, 0.0, intrinsics=REAL_K)
     temporal.process(IMAGE, 1 / FPS, intrinsics=REAL_K)
-    assert temporal.last_report.box_source == BOX_SOURCE_TRACKER and detector.calls == 1
+    assert temporal.last_report.box_source == BoxSource.TRACKER and detector.calls == 1
     backend.fail = True  # the network loses the hand: NaN output is dropped
     assert temporal.process(IMAGE, 2 / FPS, intrinsics=REAL_K) == []
     assert temporal.last_report.num_raw == 1 and temporal.last_report.num_nonfinite == 1
     backend.fail = False
     temporal.process(IMAGE, 3 / FPS, intrinsics=REAL_K)
-    assert temporal.last_report.box_source == BOX_SOURCE_DETECTOR
+    assert temporal.last_report.box_source == BoxSource.DETECTOR
     assert temporal.last_report.redetect_reason == "no confident track"
     assert detector.calls == 2
     # external boxes are used as given even while the tracks are confident
     box = backend.scene[0].box(REAL_K)
     out = temporal.process(IMAGE, 4 / FPS, intrinsics=REAL_K, boxes=[HandDetection(box, Side.RIGHT, 1.0)])
-    assert temporal.last_report.box_source == BOX_SOURCE_EXTERNAL and detector.calls == 2
+    assert temporal.last_report.box_source == BoxSource.EXTERNAL and detector.calls == 2
     assert len(out) == 1 and out[0].track_id == 1
 
 
@@ -279,7 +276,7 @@ def test_switches(mano_path):
     for frame in range(3):
         out = temporal.process(IMAGE, frame / FPS, intrinsics=REAL_K)
         assert [h.track_id for h in out] == [1, 2]
-        assert not any(h.extras["tracked"] or h.extras["filtered"] for h in out)
+        assert not any(h.tracked or h.filtered for h in out)
     assert detector.calls == 3  # no tracking: no skipping either
 
     temporal, backend, detector = make_temporal(
@@ -289,7 +286,7 @@ def test_switches(mano_path):
     for frame in range(3):
         out = temporal.process(IMAGE, frame / FPS, intrinsics=REAL_K)
         assert {h.track_id for h in out} == {1, 2}
-        assert all(h.extras["tracked"] and not h.extras["filtered"] for h in out)
+        assert all(h.tracked and not h.filtered for h in out)
     assert detector.calls == 3
     # a stamp from the past (bag loop) starts over with new ids
     out = temporal.process(IMAGE, 0.0, intrinsics=REAL_K)

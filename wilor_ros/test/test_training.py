@@ -283,28 +283,8 @@ def test_augmentation_is_consistent(assets, datasets):
     tip = np.round(record.keypoints_2d[8, :2]).astype(int)
     image[tip[1] - 1 : tip[1] + 2, tip[0] - 1 : tip[0] + 2] = 255
     params = AugmentParams(scale=1.2, rotation_deg=25.0, tx=0.02, ty=-0.01, flip=False)
-    base = make_training_example(
-        image,
-        record.center,
-        record.side_px,
-        record.is_right,
-        record.keypoints_2d,
-        record.keypoints_3d,
-        record.mano_pose,
-        record.betas,
-        AugmentParams(),
-    )
-    out = make_training_example(
-        image,
-        record.center,
-        record.side_px,
-        record.is_right,
-        record.keypoints_2d,
-        record.keypoints_3d,
-        record.mano_pose,
-        record.betas,
-        params,
-    )
+    base = make_training_example(image, record, AugmentParams())
+    out = make_training_example(image, record, params)
     assert out.flipped and base.flipped
     brightness = out.img.sum(axis=0)
     peak = np.unravel_index(np.argmax(brightness), brightness.shape)

@@ -477,5 +477,4 @@ class HandFilter:
             .reshape((*pose_mats.shape[:-2], 3))
             .astype(np.float32),
             joint_rotations=mats["joint_rotations"],
-            extras=dict(estimate.extras),
         )

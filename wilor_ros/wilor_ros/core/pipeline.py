@@ -334,7 +334,8 @@ class HandPipeline:
                     joint_rotations=joint_rot[i].astype(np.float32),
                     intrinsics=intrinsics,
                     detected_side=det.detected_side,
-                    extras={"crop_cam": output.pred_cam[i].copy(), "box_size": float(batch.box_sizes[i])},
+                    crop_cam=output.pred_cam[i].copy(),
+                    box_size=float(batch.box_sizes[i]),
                 )
             )
         return hands

@@ -29,9 +29,9 @@ clock, so a recorded bag replays identically. Each part can be switched off in
 detection order every frame), so filtering and detector skipping need tracking and are
 skipped without it.
 
-Flags in ``HandEstimate.extras`` of the returned hands: ``"tracked"`` (a stable track id),
-``"filtered"`` (went through the One Euro filter), ``"box_source"`` ("external", "detector" or
-"tracker"); ``HandEstimate.depth_corrected`` says whether depth moved the hand.
+Typed flags of the returned hands: ``HandEstimate.tracked`` (a stable track id), ``filtered``
+(went through the One Euro filter), ``box_source`` (``BoxSource``: external, detector or tracker),
+``depth_corrected`` (depth moved the hand) and ``detected_side`` (the detector's own call).
 """
 
 from __future__ import annotations
@@ -47,11 +47,7 @@ from wilor_ros.core.depth import DepthCorrectionConfig, correct_hand_depth
 from wilor_ros.core.filtering import FilterConfig, HandFilter
 from wilor_ros.core.pipeline import HandPipeline, StageTimings
 from wilor_ros.core.tracking import HandTracker, TrackerConfig, TrackPlan
-from wilor_ros.core.types import CameraIntrinsics, HandDetection, HandEstimate
-
-BOX_SOURCE_EXTERNAL = "external"
-BOX_SOURCE_DETECTOR = "detector"
-BOX_SOURCE_TRACKER = "tracker"
+from wilor_ros.core.types import BoxSource, CameraIntrinsics, HandDetection, HandEstimate
 
 
 @dataclass
@@ -79,7 +75,7 @@ class FrameReport:
     """What happened in the latest ``process`` call."""
 
     stamp: float
-    box_source: str  # external | detector | tracker
+    box_source: BoxSource
     detector_ran: bool  # the pipeline's detector actually ran (its cost was paid)
     redetect_reason: str  # why the detector ran ("" when it did not or boxes were given)
     num_raw: int  # hands the pipeline returned (before dropping, tracking, filtering)
@@ -132,18 +128,18 @@ class TemporalHandPipeline:
     # ------------------------------------------------------------------ one frame
     def _choose_boxes(
         self, stamp: float, boxes: list[HandDetection] | None
-    ) -> tuple[list[HandDetection] | None, str, str]:
+    ) -> tuple[list[HandDetection] | None, BoxSource, str]:
         """(boxes for predict or None = run the detector, box source, redetect reason)."""
         if boxes is not None:
-            return list(boxes), BOX_SOURCE_EXTERNAL, ""
+            return list(boxes), BoxSource.EXTERNAL, ""
         if self.config.skipping_active:
             if not self.tracker.should_redetect(stamp):
                 predicted = self.tracker.predict_boxes(stamp)
                 if predicted:
-                    return predicted, BOX_SOURCE_TRACKER, ""
-                return None, BOX_SOURCE_DETECTOR, "no predicted box"
-            return None, BOX_SOURCE_DETECTOR, self.tracker.redetect_reason
-        return None, BOX_SOURCE_DETECTOR, "every frame (detector skipping off)"
+                    return predicted, BoxSource.TRACKER, ""
+                return None, BoxSource.DETECTOR, "no predicted box"
+            return None, BoxSource.DETECTOR, self.tracker.redetect_reason
+        return None, BoxSource.DETECTOR, "every frame (detector skipping off)"
 
     def _finish(self, hands: list[HandEstimate], depth_m: np.ndarray | None) -> list[HandEstimate]:
         """Drop hands with non-finite output, then correct the rest with depth (when given)."""
@@ -216,7 +212,7 @@ class TemporalHandPipeline:
 
         chosen, source, reason = self._choose_boxes(stamp, boxes)
         detector_ran = chosen is None and self.pipeline.detector is not None
-        from_detector = source != BOX_SOURCE_TRACKER
+        from_detector = source != BoxSource.TRACKER
         # the tracker decides each detected hand's side before it is cropped (tracker boxes
         # already carry their track's side)
         decide = (
@@ -254,15 +250,12 @@ class TemporalHandPipeline:
             hands = [dataclasses.replace(h, track_id=i + 1) for i, h in enumerate(hands)]
         corrected = sum(1 for h in hands if h.depth_corrected)
 
-        out = []
-        for hand in hands:
-            extras = dict(hand.extras)
-            extras.update(
-                tracked=self.config.tracking,
-                filtered=self.config.filtering_active,
-                box_source=source,
+        out = [
+            dataclasses.replace(
+                hand, tracked=self.config.tracking, filtered=self.config.filtering_active, box_source=source
             )
-            out.append(dataclasses.replace(hand, extras=extras))
+            for hand in hands
+        ]
         self.last_report = FrameReport(
             stamp=stamp,
             box_source=source,

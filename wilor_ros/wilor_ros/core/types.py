@@ -11,8 +11,8 @@ Conventions used everywhere in wilor_ros:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from enum import IntEnum
+from dataclasses import dataclass
+from enum import Enum, IntEnum
 
 import numpy as np
 
@@ -40,6 +40,14 @@ class Side(IntEnum):
             return cls(int(value))
         except ValueError as exc:
             raise ValueError(f"hand side must be 0 (left) or 1 (right), got {value!r}") from exc
+
+
+class BoxSource(str, Enum):
+    """Where the box a hand was cropped from came from."""
+
+    EXTERNAL = "external"  # given by the caller (another detector, a tracker, a file)
+    DETECTOR = "detector"  # the pipeline's hand detector
+    TRACKER = "tracker"  # predicted by the tracker between detector frames
 
 
 @dataclass(frozen=True)
@@ -123,8 +131,13 @@ class HandEstimate:
     # overrode a one-frame misclassification; ``side`` is always the side the geometry was
     # reconstructed for); None when the box came from the tracker, not a detector
     detected_side: Side | None = None
-    # anything extra a stage wants to attach (e.g. the crop camera); never required
-    extras: dict = field(default_factory=dict)
+    tracked: bool = False  # track_id is a stable track id (False: hands numbered 1..N per image)
+    filtered: bool = False  # went through the temporal (One Euro) filter
+    box_source: BoxSource | None = None  # None: straight from HandPipeline.predict
+    # the network's crop camera [s, tx, ty] (left hands: as seen in the mirrored crop) and the
+    # side of the square crop in source pixels (before scaling to 256)
+    crop_cam: np.ndarray | None = None
+    box_size: float | None = None
 
     @property
     def wrist_position(self) -> np.ndarray:

@@ -178,7 +178,9 @@ def geometry_rows(hands: list[HandEstimate]) -> dict[str, np.ndarray]:
     return {name: np.stack([np.asarray(getattr(h, name)) for h in hands]) for name in GEOMETRY_FIELDS}
 
 
-def hand_from_row(row: dict[str, np.ndarray], intrinsics: CameraIntrinsics, **extras: Any) -> HandEstimate:
+def hand_from_row(
+    row: dict[str, np.ndarray], intrinsics: CameraIntrinsics, *, tracked: bool = False, filtered: bool = False
+) -> HandEstimate:
     """A HandEstimate of one stored row (``HandStore.rows`` of one index). The axis-angle fields
     and the per-joint frames are derived from the stored rotation matrices exactly as the
     pipeline derives them (``HandPipeline.postprocess``)."""
@@ -204,5 +206,6 @@ def hand_from_row(row: dict[str, np.ndarray], intrinsics: CameraIntrinsics, **ex
         intrinsics=intrinsics,
         track_id=int(row["track"]),
         depth_corrected=bool(row["depth_corrected"]),
-        extras=dict(extras),
+        tracked=tracked,
+        filtered=filtered,
     )

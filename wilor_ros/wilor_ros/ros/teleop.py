@@ -39,8 +39,8 @@ def teleop_hand_msg(hand: HandEstimate, header: Any, types: MessageTypes | None 
         wrist_pose=pose_msg(result.wrist_position, result.rotation, t),
         wrist_frame=_flat_f32(result.frame),
         operator2mano=_flat_f32(result.operator2mano),
-        tracked=bool(hand.extras.get("tracked", False)),
-        filtered=bool(hand.extras.get("filtered", False)),
+        tracked=bool(hand.tracked),
+        filtered=bool(hand.filtered),
         depth_corrected=bool(hand.depth_corrected),
     )
 

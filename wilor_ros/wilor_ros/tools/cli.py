@@ -60,7 +60,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         config.use_detector = False
     pipeline = HandPipeline.from_config(config)
     results = run_demo(pipeline, args.inputs, args.out, boxes=boxes, save_obj=args.obj, save_video=args.video)
-    hands = sum(len(r["hands"]) for r in results.values())
+    hands = sum(len(r.hands) for r in results)
     print(f"{len(results)} frame(s), {hands} hand(s); overlays and results.json in {args.out}")
     return 0
 

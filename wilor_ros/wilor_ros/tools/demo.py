@@ -114,6 +114,22 @@ def hand_to_json(hand: HandEstimate) -> dict:
     }
 
 
+@dataclass(frozen=True)
+class DemoFrame:
+    """What the demo found in one input frame."""
+
+    name: str
+    image_size: tuple[int, int]  # (W, H) pixels
+    hands: list[HandEstimate]
+
+    def to_json(self, synthetic: bool) -> dict:
+        return {
+            "image_size": list(self.image_size),
+            "synthetic_models": synthetic,
+            "hands": [hand_to_json(h) for h in self.hands],
+        }
+
+
 def run_demo(
     pipeline: HandPipeline,
     inputs: list[str],
@@ -124,15 +140,16 @@ def run_demo(
     save_video: bool = False,
     faces: np.ndarray | None = None,
     progress: bool = True,
-) -> dict:
-    """Run the pipeline over every input frame; write overlays (and .obj/JSON); return results."""
+) -> list[DemoFrame]:
+    """Run the pipeline over every input frame; write overlays, .obj meshes and results.json
+    (keyed by frame name); return the frames in input order."""
     from tqdm import tqdm
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     faces = faces if faces is not None else getattr(pipeline.backend, "faces", None)
     label = SYNTHETIC_LABEL if pipeline.synthetic else None
-    results: dict[str, dict] = {}
+    results: list[DemoFrame] = []
     writer = None
     frames = iter_inputs(inputs)
     for frame in tqdm(frames, desc="demo", unit="frame", disable=not progress):
@@ -157,12 +174,10 @@ def run_demo(
                     faces,
                     hand.side == Side.LEFT,
                 )
-        results[frame.name] = {
-            "image_size": [int(frame.image_rgb.shape[1]), int(frame.image_rgb.shape[0])],
-            "synthetic_models": pipeline.synthetic,
-            "hands": [hand_to_json(h) for h in hands],
-        }
+        size = (int(frame.image_rgb.shape[1]), int(frame.image_rgb.shape[0]))
+        results.append(DemoFrame(frame.name, size, hands))
     if writer is not None:
         writer.release()
-    (out_dir / "results.json").write_text(json.dumps(results, indent=1))
+    report = {r.name: r.to_json(pipeline.synthetic) for r in results}
+    (out_dir / "results.json").write_text(json.dumps(report, indent=1))
     return results

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -18,6 +19,9 @@ from wilor_ros.core.model_files import (
     check_model_files,
 )
 from wilor_ros.core.pipeline import HandPipeline, ModelPaths, PipelineConfig
+
+if TYPE_CHECKING:
+    from wilor_ros.tools.demo import DemoFrame
 
 LOG = logging.getLogger(__name__)
 
@@ -135,18 +139,17 @@ def _node_demo(config: PipelineConfig, inputs: list[str], boxes, out_dir: Path) 
     print(f"debug_image overlays received from the node written to {out_dir}")
 
 
-def _print_summary(results: dict, out_dir: Path) -> None:
+def _print_summary(results: list[DemoFrame], out_dir: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title="wilor_ros demo results")
     for column in ("image", "hands", "sides", "wrist depth (m)"):
         table.add_column(column)
-    for name, result in results.items():
-        hands = result["hands"]
-        sides = " ".join(h["side"] for h in hands)
-        depths = " ".join(f"{h['keypoints_3d_m'][0][2]:.2f}" for h in hands)
-        table.add_row(name, str(len(hands)), sides, depths)
+    for result in results:
+        sides = " ".join(h.side.label for h in result.hands)
+        depths = " ".join(f"{h.wrist_position[2]:.2f}" for h in result.hands)
+        table.add_row(result.name, str(len(result.hands)), sides, depths)
     Console().print(table)
     print(
         "Depths use the official focal heuristic (5000/256 * max(W, H)) unless camera intrinsics are "

@@ -23,6 +23,7 @@ No anti-alias pre-blur is applied, as in the official training path (``use_skima
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -159,24 +160,32 @@ class AugmentedSample:
     flipped: bool
 
 
+class HandLabels(Protocol):
+    """The labels of one hand that cropping needs (``datasets.HandRecord`` is one)."""
+
+    center: np.ndarray  # (2,) crop centre, source pixels
+    side_px: float  # square crop side, source pixels (rescale applied)
+    is_right: bool
+    keypoints_2d: np.ndarray  # 21 x 3: pixels + confidence
+    keypoints_3d: np.ndarray  # 21 x 4: metres (camera frame) + confidence
+    mano_pose: np.ndarray  # (48,) axis-angle, global orient first, the hand's own side convention
+    betas: np.ndarray  # (10,)
+
+
 def make_training_example(
     image_rgb: np.ndarray,
-    center: np.ndarray,
-    side: float,
-    is_right: bool,
-    keypoints_2d: np.ndarray,
-    keypoints_3d: np.ndarray,
-    mano_pose: np.ndarray,
-    betas: np.ndarray,
+    hand: HandLabels,
     params: AugmentParams,
     rng: np.random.Generator | None = None,
     out_size: int = CROP_SIZE,
 ) -> AugmentedSample:
-    """Crop and augment one hand (image H x W x 3 RGB uint8; keypoints_2d 21 x 3 px + conf;
-    keypoints_3d 21 x 4 metres + conf; mano_pose (48,) axis-angle, global orient first; betas (10,)).
+    """Crop and augment one hand of ``image_rgb`` (H x W x 3 RGB uint8) with its labels.
 
     The labels of a left hand are expected in its own (left) convention; they are mirrored with the image.
     """
+    center, side, is_right = hand.center, hand.side_px, hand.is_right
+    keypoints_2d, keypoints_3d = np.asarray(hand.keypoints_2d), np.asarray(hand.keypoints_3d)
+    mano_pose, betas = hand.mano_pose, hand.betas
     if image_rgb.ndim != 3 or image_rgb.shape[2] != 3 or image_rgb.dtype != np.uint8:
         raise ValueError(f"expected an H x W x 3 uint8 RGB image, got {image_rgb.shape} {image_rgb.dtype}")
     if keypoints_2d.shape != (NUM_JOINTS, 3) or keypoints_3d.shape != (NUM_JOINTS, 4):

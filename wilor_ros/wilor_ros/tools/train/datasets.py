@@ -559,18 +559,7 @@ def record_to_example(record: HandRecord, augment: AugmentConfig | None, seed: i
     params = sample_augment(augment, rng) if augment is not None else AugmentParams()
     image = load_image(record.image)
     validate_box_in_image(record.box, image.shape[1], image.shape[0])
-    sample = make_training_example(
-        image,
-        record.center,
-        record.side_px,
-        record.is_right,
-        record.keypoints_2d,
-        record.keypoints_3d,
-        record.mano_pose,
-        record.betas,
-        params,
-        rng,
-    )
+    sample = make_training_example(image, record, params, rng)
     return {
         "img": sample.img,
         "keypoints_2d": sample.keypoints_2d,
