@@ -1,21 +1,123 @@
 """The one configuration system: typed dataclasses, loaded from YAML, overridden from the
-command line (``key.sub=value``); unknown keys are errors.
+command line (``key.sub=value``) or from a mapping; unknown keys are errors.
 
-Every configurable part of wilor_ros (pipeline, tracker, filter, training) is a dataclass;
-``load_config(cls, yaml_path, overrides)`` builds one, ``config_to_dict`` writes it back.
+Every configurable part of wilor_ros (pipeline, tracker, filter, node, training, offline
+processing) is a dataclass; ``load_config(cls, yaml_path, overrides)`` builds one (every entry
+point goes through it), ``config_to_dict`` writes it back.
+
+Fields declared with ``setting(...)`` carry their description, range or choices and whether a
+running part accepts a new value (``live``): ``check_settings`` validates them, and the ROS node
+derives its parameters from them (``wilor_ros.ros.parameters``), so a default, a range or a
+description is written exactly once.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 
 T = TypeVar("T")
+
+
+SETTING_KEY = "wilor_setting"  # the dataclasses.field metadata key of a Setting
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """What a configuration field means and accepts."""
+
+    doc: str  # one sentence for users: what it does, its unit
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[str, ...] | None = None
+    live: bool = False  # a running pipeline/node accepts a new value (its reconfigure() applies it)
+
+    def reason(self, name: str, value: Any) -> str | None:
+        """None when ``value`` is acceptable, else why not (bounds are inclusive)."""
+        if self.choices is not None and value not in self.choices:
+            return f"{name} must be one of {', '.join(self.choices)}, got {value!r}"
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if isinstance(value, float) and not math.isfinite(value):
+                return f"{name} must be a finite number, got {value}"
+            if self.minimum is not None and value < self.minimum:
+                return f"{name} must be >= {self.minimum}, got {value}"
+            if self.maximum is not None and value > self.maximum:
+                return f"{name} must be <= {self.maximum}, got {value}"
+        return None
+
+
+def setting(
+    default: Any = dataclasses.MISSING,
+    *,
+    doc: str,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    choices: Sequence[str] | None = None,
+    live: bool = False,
+    default_factory: Callable[[], Any] | Any = dataclasses.MISSING,
+) -> Any:
+    """A dataclass field with its ``Setting`` (see the module docstring)."""
+    meta = {SETTING_KEY: Setting(doc, minimum, maximum, tuple(choices) if choices else None, live)}
+    return dataclasses.field(default=default, default_factory=default_factory, metadata=meta)
+
+
+def settings_of(cls: type) -> dict[str, Setting]:
+    """Field name -> Setting for the fields of ``cls`` declared with ``setting``."""
+    return {f.name: f.metadata[SETTING_KEY] for f in dataclasses.fields(cls) if SETTING_KEY in f.metadata}
+
+
+def check_settings(obj: Any) -> None:
+    """Raise ValueError naming the first field of ``obj`` outside its Setting's range/choices."""
+    for name, spec in settings_of(type(obj)).items():
+        reason = spec.reason(f"{type(obj).__name__}.{name}", getattr(obj, name))
+        if reason:
+            raise ValueError(reason)
+
+
+@dataclasses.dataclass(frozen=True)
+class FieldInfo:
+    """A (possibly nested) field of a configuration dataclass, by dotted path."""
+
+    path: str  # e.g. "temporal.tracker.min_hits"
+    annotation: Any  # the field's type
+    default: Any
+    setting: Setting
+
+
+def field_info(cls: type, path: str) -> FieldInfo:
+    """The field at dotted ``path`` below dataclass ``cls`` (nested dataclass fields are walked);
+    raises ValueError when the path does not name a field declared with ``setting``."""
+    owner: Any = cls
+    parts = path.split(".")
+    for index, part in enumerate(parts):
+        fields = {f.name: f for f in dataclasses.fields(owner)}
+        if part not in fields:
+            raise ValueError(f"{path}: {owner.__name__} has no field {part!r}")
+        hint = typing.get_type_hints(owner)[part]
+        if index < len(parts) - 1:
+            if not dataclasses.is_dataclass(hint):
+                raise ValueError(f"{path}: {part} is not a section")
+            owner = hint
+            continue
+        f = fields[part]
+        if SETTING_KEY not in f.metadata:
+            raise ValueError(f"{path}: the field has no setting(...) declaration")
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        return FieldInfo(path, hint, default, f.metadata[SETTING_KEY])
+    raise ValueError(f"empty configuration path {path!r}")
+
+
+def get_path(obj: Any, path: str) -> Any:
+    for part in path.split("."):
+        obj = getattr(obj, part)
+    return obj
 
 
 def _field_types(cls: type) -> dict[str, Any]:
@@ -105,6 +207,7 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
         key = f"{where}.{name}" if where else name
         kwargs[name] = _convert(value, hints[name], key)
     obj = cls(**kwargs)
+    check_settings(obj)
     validate = getattr(obj, "validate", None)
     if callable(validate):
         validate()
@@ -141,21 +244,20 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     """Apply ``key.sub=value`` strings to a nested dict (in place, returned for chaining)."""
     for text in overrides:
         path, value = parse_override(text)
-        node = data
-        for part in path[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise ValueError(f"override {text!r}: {part} is not a section")
-            node = child
-        node[path[-1]] = value
+        _set_dotted(data, ".".join(path), value)
     return data
 
 
 def load_config(
-    cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None, section: str = ""
+    cls: type[T],
+    path: str | Path | None = None,
+    overrides: Sequence[str] | Mapping[str, Any] | None = None,
+    section: str = "",
 ) -> T:
-    """Defaults of ``cls``, updated by the YAML file (optionally one top-level ``section`` of
-    it), then by ``overrides``. Unknown keys anywhere are errors."""
+    """THE way to build a configuration: defaults of ``cls``, updated by the YAML file
+    (optionally one top-level ``section`` of it), then by ``overrides`` ("a.b=value" strings, or
+    a mapping of dotted paths to values, e.g. from command-line flags or ROS parameters).
+    Unknown keys anywhere are errors; every value is type-checked and range-checked."""
     data: dict[str, Any] = config_to_dict(cls())
     if path is not None:
         loaded = yaml.safe_load(Path(path).read_text()) or {}
@@ -164,8 +266,23 @@ def load_config(
         if not isinstance(loaded, dict):
             raise ValueError(f"{path}: the top level must be a mapping")
         _deep_update(data, loaded)
-    apply_overrides(data, overrides or [])
+    if isinstance(overrides, Mapping):
+        for key, value in overrides.items():
+            _set_dotted(data, key, value)
+    else:
+        apply_overrides(data, list(overrides or []))
     return from_dict(cls, data)
+
+
+def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    parts = [part for part in key.split(".") if part]
+    node = data
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ValueError(f"override {key!r}: {part} is not a section")
+        node = child
+    node[parts[-1]] = config_to_dict(value) if dataclasses.is_dataclass(value) else value
 
 
 def _deep_update(base: dict[str, Any], update: dict[str, Any]) -> None:

@@ -51,6 +51,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from wilor_ros.core.config import setting
 from wilor_ros.core.types import HandEstimate, Side
 
 QUAT_DIM = 4  # quaternions are (x, y, z, w), scipy's scalar-last convention
@@ -89,8 +90,21 @@ class FilterConfig:
 
     enabled: bool = True
     # positions (joints, vertices, cam_t, and 2D keypoints, which follow the same factor)
-    min_cutoff: float = 1.0  # Hz, when the hand is still
-    beta: float = 20.0  # 1/m: cutoff grows 20 Hz per m/s of joint speed
+    min_cutoff: float = setting(
+        1.0,
+        doc="One Euro cutoff (Hz) for a still hand: lower = less jitter at rest, more lag when motion starts",
+        minimum=0.01,
+        maximum=100.0,
+        live=True,
+    )
+    beta: float = setting(
+        20.0,
+        doc="One Euro speed coefficient (1/m): higher = less lag in fast motion, more jitter; the "
+        "lag error never exceeds 1/(2 pi beta) metres",
+        minimum=0.0,
+        maximum=1000.0,
+        live=True,
+    )
     d_cutoff: float = 1.0  # Hz, smoothing of the speed estimate
     # wrist orientation: a fast wrist rotation also opens the filter
     rotation_min_cutoff: float = 1.0  # Hz

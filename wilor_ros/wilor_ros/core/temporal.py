@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from wilor_ros.core.config import setting
 from wilor_ros.core.depth import DepthCorrectionConfig, correct_hand_depth
 from wilor_ros.core.filtering import FilterConfig, HandFilter
 from wilor_ros.core.pipeline import HandPipeline, StageTimings
@@ -54,9 +55,21 @@ from wilor_ros.core.types import BoxSource, CameraIntrinsics, HandDetection, Han
 class TemporalConfig:
     """Which temporal parts run, and their parameters."""
 
-    tracking: bool = True  # stable ids (HandTracker)
-    filtering: bool = True  # One Euro smoothing per track (needs tracking)
-    detector_skipping: bool = True  # reuse tracked boxes between detector frames (needs tracking)
+    tracking: bool = setting(
+        True,
+        doc="track hands across frames: stable HandMesh.id and TF names per hand (off: hands are "
+        "numbered 1..N per image, and filtering and detector skipping are off too)",
+        live=True,
+    )
+    filtering: bool = setting(
+        True, doc="smooth each tracked hand with the One Euro filter (positions and rotations)", live=True
+    )
+    detector_skipping: bool = setting(
+        True,
+        doc="between detector frames, reconstruct from the tracked hands' predicted boxes "
+        "(MediaPipe-style; new hands are found only on detector frames)",
+        live=True,
+    )
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     filter: FilterConfig = field(default_factory=FilterConfig)
     depth: DepthCorrectionConfig = field(default_factory=DepthCorrectionConfig)
@@ -115,6 +128,14 @@ class TemporalHandPipeline:
     @property
     def last_timings(self) -> StageTimings:
         return self.pipeline.last_timings
+
+    def reconfigure(self, config: TemporalConfig) -> None:
+        """Take a new configuration at the next frame. Tracks survive; filter states restart when
+        the filter's parameters changed (a state keeps the parameters it started with)."""
+        if config.filter != self.config.filter:
+            self.hand_filter = HandFilter(config.filter)
+        self.tracker.config = config.tracker
+        self.config = config
 
     def reset(self) -> None:
         """Forget every track and filter state (ids keep counting up)."""

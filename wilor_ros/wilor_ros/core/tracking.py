@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from wilor_ros.core.config import setting
 from wilor_ros.core.types import HandDetection, HandEstimate, Side
 
 _INFEASIBLE = 1e6  # cost of a gated-out pair; any real cost is a few units at most
@@ -63,8 +64,24 @@ class TrackerConfig:
     velocity_smoothing: float = 0.5
     max_prediction_s: float = 0.2  # constant-velocity extrapolation is capped to this horizon
     # ---- birth / death
-    min_hits: int = 3  # matched frames before a track is confirmed and published
-    max_missed_frames: int = 5  # a confirmed track dies after more missed frames than this
+    # 1, not the 3 of multi-object trackers: a teleoperation user needs the hand from its first
+    # frame, and a one-frame false detection of the WiLoR detector at its 0.3 threshold is rare
+    # (it is one published frame, then a dead track); raise it to hide those at a delay
+    min_hits: int = setting(
+        1,
+        doc="frames a new hand must be seen before it is published (1: from its first frame; "
+        "higher hides one-frame false detections at that many frames of delay)",
+        minimum=1,
+        maximum=30,
+        live=True,
+    )
+    max_missed_frames: int = setting(
+        5,
+        doc="frames a tracked hand may go unseen before its track (and id) ends",
+        minimum=0,
+        maximum=300,
+        live=True,
+    )
     max_missed_s: float = 0.5  # ... or after this long without a match
     # ---- side hysteresis
     side_flip_frames: int = 3  # consecutive disagreeing frames needed to flip a track's side
@@ -74,7 +91,14 @@ class TrackerConfig:
     score_smoothing: float = 0.3  # weight of the newest score in a track's confidence
     min_track_score: float = 0.5  # below this confidence a track needs the detector
     min_keypoint_spread_px: float = 12.0  # a smaller 2D keypoint box means a dubious hand
-    redetect_every_n_frames: int = 10  # run the detector at least every N frames
+    redetect_every_n_frames: int = setting(
+        10,
+        doc="with detector_skipping, run the detector at least every N frames (also when a track is "
+        "lost or unsure)",
+        minimum=1,
+        maximum=1000,
+        live=True,
+    )
 
     def __post_init__(self) -> None:
         for name in ("iou_weight", "distance_weight", "side_weight", "min_iou", "box_margin"):

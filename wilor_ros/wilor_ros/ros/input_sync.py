@@ -169,6 +169,13 @@ class StampPairer:
         with self._lock:
             return self._collect(now)
 
+    def reconfigure(self, config: PairingConfig) -> None:
+        """New timeouts and age limits (what is paired, boxes and depth, cannot change)."""
+        if (config.boxes, config.depth) != (self.config.boxes, self.config.depth):
+            raise ValueError("StampPairer.reconfigure cannot switch boxes or depth pairing on or off")
+        with self._lock:
+            self.config = config
+
     def pending(self) -> int:
         with self._lock:
             return len(self._waiting)
