@@ -279,20 +279,47 @@ def cmd_compare_backends(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from wilor_ros.tools.bench import BenchConfig, format_bench_table, run_bench, write_report
 
+    if args.weight_loading_latency:
+        return _bench_weight_loading(args)
     options: dict = dict(model_size=args.model_size, device=args.device, precision=args.precision)
     options["model_dir"] = str(args.model_dir) if args.model_dir else None
     options["cache_dir"] = str(DEFAULT_OUT_DIR / "bench_models")
-    for key in ("backends", "hands", "warmup", "iterations", "threads"):
+    for key in ("backends", "hands", "warmup", "iterations", "threads", "weight_loading"):
         if getattr(args, key) is not None:
             options[key] = tuple(getattr(args, key)) if key in ("backends", "hands") else getattr(args, key)
     options["baseline"] = not args.no_baseline
     options["detector"] = not args.no_detector
+    options["accuracy"] = not args.no_accuracy
     config = BenchConfig.quick(**options) if args.quick else BenchConfig(**options)
     report = run_bench(config)
     print(format_bench_table(report))
     print(f"wrote {write_report(report, args.json)}")
     if args.detector_skipping:
         _bench_detector_skipping(args)
+    return 0
+
+
+def _bench_weight_loading(args: argparse.Namespace) -> int:
+    """memory vs mmap (vs locked) weights: load, first forward, paired steady calls, after a page-out."""
+    from wilor_ros.tools.bench import (
+        BenchConfig,
+        format_weight_loading_table,
+        resolve_model_dir,
+        run_weight_loading_bench,
+        write_report,
+    )
+
+    model_dir = args.model_dir or resolve_model_dir(
+        BenchConfig(
+            model_size=args.model_size, cache_dir=str(DEFAULT_OUT_DIR / "bench_models"), detector=False
+        )
+    )
+    hands = args.hands[0] if args.hands else 1
+    report = run_weight_loading_bench(
+        model_dir, calls=args.iterations or 10, hands=hands, threads=args.threads
+    )
+    print(format_weight_loading_table(report))
+    print(f"wrote {write_report(report, args.json)}")
     return 0
 
 
@@ -331,7 +358,10 @@ def _add_gpu_commands(sub: argparse._SubParsersAction) -> None:
     cmp_ = sub.add_parser(
         "compare-backends", help="run two backends on the same crops; per-output differences"
     )
-    cmp_.add_argument("a", help="backend A: pytorch | onnxruntime | tensorrt, optionally :fp32/:fp16")
+    cmp_.add_argument(
+        "a",
+        help="backend A: runtime[:precision][+compile][+graphs], e.g. pytorch, pytorch:bf16, tensorrt:fp16",
+    )
     cmp_.add_argument("b", help="backend B (same syntax)")
     cmp_.add_argument("--model-dir", type=Path, default=None)
     cmp_.add_argument("--images", type=Path, help="image file or folder (with --boxes)")
@@ -343,7 +373,13 @@ def _add_gpu_commands(sub: argparse._SubParsersAction) -> None:
     bench = sub.add_parser("bench", help="per-stage latency, FPS and memory of every available backend")
     bench.add_argument("--model-dir", type=Path, default=None, help="real models (default: synthetic set)")
     bench.add_argument("--model-size", choices=("small", "medium", "full"), default="small")
-    bench.add_argument("--backends", nargs="+", choices=("pytorch", "onnxruntime", "tensorrt"))
+    bench.add_argument(
+        "--backends",
+        nargs="+",
+        help="ways to run the reconstructor: runtime[:precision][+compile][+graphs], e.g. pytorch "
+        "pytorch:bf16 pytorch+compile onnxruntime tensorrt:fp16 pytorch:fp16+graphs "
+        "(default: pytorch onnxruntime tensorrt)",
+    )
     bench.add_argument("--hands", nargs="+", type=int, help="hand counts (default 1 2 4)")
     bench.add_argument("--warmup", type=int)
     bench.add_argument("--iterations", type=int)
@@ -353,6 +389,18 @@ def _add_gpu_commands(sub: argparse._SubParsersAction) -> None:
     bench.add_argument("--no-baseline", action="store_true", help="skip the official-demo-style baseline")
     bench.add_argument("--no-detector", action="store_true", help="skip the detector timing")
     bench.add_argument("--quick", action="store_true", help="CI size: 640x480, 1-2 hands, 2 iterations")
+    bench.add_argument(
+        "--weight-loading",
+        choices=("memory", "mmap"),
+        help="how pytorch rows hold the weights (default memory)",
+    )
+    bench.add_argument("--no-accuracy", action="store_true", help="skip the mm deviation from fp32 PyTorch")
+    bench.add_argument(
+        "--weight-loading-latency",
+        action="store_true",
+        help="instead: memory vs mmap vs locked weights (load, first forward, paired steady calls "
+        "(--iterations, default 10) of --hands[0] hands, one call after paging the weights out)",
+    )
     bench.add_argument(
         "--detector-skipping",
         action="store_true",

@@ -1,15 +1,18 @@
 """``wilor-ros compare-backends A B``: two reconstructor runtimes on the same crops, output by output.
 
-A backend is named ``runtime[:precision]``: ``pytorch``, ``onnxruntime``, ``tensorrt:fp16``,
-``tensorrt:fp32``, ``pytorch:fp16`` (CUDA). The crops come from photos with given boxes (the same
-crop code as the pipeline) or are random normalised crops. Lengths (vertices, joints, cam_t) are
-reported in millimetres, everything else in the network's own units. This is how the FP16 engines'
-accuracy is measured (docs/performance.md).
+A backend is named ``runtime[:precision][+compile][+graphs]``: ``pytorch``, ``onnxruntime``,
+``tensorrt:fp16``, ``tensorrt:fp32``, ``pytorch:bf16`` (CUDA, or a CPU with AMX / AVX512-BF16),
+``pytorch:bf16+compile`` (torch.compile), ``pytorch:fp16+graphs`` (CUDA graphs). The crops come from
+photos with given boxes (the same crop code as the pipeline) or are random normalised crops. Lengths
+(vertices, joints, cam_t) are reported in millimetres, everything else in the network's own units; each
+backend's time per call is printed too. This is how the FP16/BF16 accuracy is measured
+(docs/performance.md).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,28 +33,64 @@ from wilor_ros.core.pipeline import (
 LOG = logging.getLogger(__name__)
 
 METRES_TO_MM = 1000.0
+MS = 1000.0
 LENGTH_OUTPUTS = ("keypoints_3d", "vertices", "cam_t")  # metres -> reported in mm
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 DEFAULT_RANDOM_CROPS = 4
+# crops per network call: the official demo's DataLoader batch size (demo.py, batch_size=16)
+OFFICIAL_DEMO_BATCH = 16
+SPEC_FLAGS = {"compile": "torch_compile", "graphs": "cuda_graphs"}  # "+flag" -> PipelineConfig field
 
 
 @dataclass(frozen=True)
 class BackendSpec:
+    """One way to run the reconstructor: runtime, precision and the PyTorch options."""
+
     runtime: str
     precision: str
+    torch_compile: bool = False
+    cuda_graphs: bool = False
 
     @classmethod
-    def parse(cls, text: str) -> BackendSpec:
-        runtime, _, precision = text.partition(":")
-        precision = precision or ("fp16" if runtime == "tensorrt" else "fp32")
+    def parse(cls, text: str, default_precision: str | None = None) -> BackendSpec:
+        """``runtime[:precision][+compile][+graphs]``; without a precision: ``default_precision``, else
+        fp16 for tensorrt and fp32 for the others."""
+        head, *flags = text.split("+")
+        runtime, _, precision = head.partition(":")
         if runtime not in BACKEND_CHOICES:
             raise ValueError(f"backend {text!r}: runtime must be one of {BACKEND_CHOICES}")
+        precision = precision or default_precision or ("fp16" if runtime == "tensorrt" else "fp32")
         if precision not in PRECISION_CHOICES:
             raise ValueError(f"backend {text!r}: precision must be one of {PRECISION_CHOICES}")
-        return cls(runtime, precision)
+        unknown = [flag for flag in flags if flag not in SPEC_FLAGS]
+        if unknown:
+            raise ValueError(f"backend {text!r}: unknown option(s) {unknown}; known: {sorted(SPEC_FLAGS)}")
+        if flags and runtime != "pytorch":
+            raise ValueError(f"backend {text!r}: +{'/+'.join(flags)} apply to the pytorch runtime only")
+        return cls(runtime, precision, **{SPEC_FLAGS[flag]: True for flag in flags})
 
     def __str__(self) -> str:
-        return f"{self.runtime}:{self.precision}"
+        flags = "".join(f"+{flag}" for flag, field_name in SPEC_FLAGS.items() if getattr(self, field_name))
+        return f"{self.runtime}:{self.precision}{flags}"
+
+    @property
+    def is_reference(self) -> bool:
+        """Plain fp32 PyTorch: what every other way is measured against."""
+        return self == BackendSpec("pytorch", "fp32")
+
+    def pipeline_config(self, model_dir: str | Path, device: str, **overrides: object) -> PipelineConfig:
+        """A PipelineConfig running this spec on the model folder's files (``overrides``: other fields)."""
+        config = PipelineConfig(
+            models=ModelPaths(model_dir=str(model_dir)),
+            backend=self.runtime,
+            device=device,
+            precision=self.precision,
+            torch_compile=self.torch_compile,
+            cuda_graphs=self.cuda_graphs,
+            **overrides,  # type: ignore[arg-type]
+        )
+        config.validate()
+        return config
 
 
 @dataclass(frozen=True)
@@ -72,14 +111,7 @@ def default_device() -> str:
 
 def load_backend(spec: BackendSpec, model_dir: str | Path, device: str) -> ReconstructorBackend:
     """The backend ``spec`` names, from the model folder's files (see PipelineConfig)."""
-    config = PipelineConfig(
-        models=ModelPaths(model_dir=str(model_dir)),
-        backend=spec.runtime,
-        device=device,
-        precision=spec.precision,
-    )
-    config.validate()
-    return make_backend(config)
+    return make_backend(spec.pipeline_config(model_dir, device, max_hands=OFFICIAL_DEMO_BATCH))
 
 
 def random_crops(count: int, seed: int = 0) -> np.ndarray:
@@ -147,6 +179,57 @@ def format_diff_table(rows: list[OutputDiff], title: str) -> str:
     return capture.get()
 
 
+@dataclass(frozen=True)
+class BackendTiming:
+    """How long one backend took on the comparison's crops."""
+
+    spec: str
+    load_s: float  # building the backend (reading weights, compiling / capturing when asked)
+    first_call_s: float  # the first chunk (lazy initialisation shows here)
+    ms_per_crop: float  # every chunk again, after the first call
+
+
+def run_chunks(backend: ReconstructorBackend, crops: np.ndarray, chunk: int) -> ReconstructorOutput:
+    """``backend.infer`` over ``crops`` in calls of at most ``chunk`` crops, outputs concatenated."""
+    parts = [backend.infer(crops[i : i + chunk]) for i in range(0, len(crops), chunk)]
+    return ReconstructorOutput(
+        **{n: np.concatenate([getattr(p, n) for p in parts]) for n in ReconstructorOutput.names()}
+    )
+
+
+def time_backend(
+    spec: BackendSpec, model_dir: str | Path, device: str, crops: np.ndarray, chunk: int = OFFICIAL_DEMO_BATCH
+) -> tuple[ReconstructorOutput, BackendTiming]:
+    """Load ``spec``, run it once on the first chunk (warm-up), then on all crops (timed)."""
+    start = time.perf_counter()
+    backend = load_backend(spec, model_dir, device)
+    try:
+        loaded = time.perf_counter()
+        backend.infer(crops[:chunk])
+        first = time.perf_counter()
+        output = run_chunks(backend, crops, chunk)
+        done = time.perf_counter()
+    finally:
+        backend.close()
+    timing = BackendTiming(str(spec), loaded - start, first - loaded, (done - first) / len(crops) * MS)
+    return output, timing
+
+
+def format_timing_table(timings: list[BackendTiming], title: str) -> str:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in ("backend", "load s", "first call s", "ms per crop"):
+        table.add_column(column, justify="left" if column == "backend" else "right")
+    for t in timings:
+        table.add_row(t.spec, f"{t.load_s:.2f}", f"{t.first_call_s:.2f}", f"{t.ms_per_crop:.1f}")
+    console = Console(width=100, record=True, force_terminal=False)
+    with console.capture() as capture:
+        console.print(table)
+    return capture.get()
+
+
 def run_compare(
     spec_a: str,
     spec_b: str,
@@ -157,19 +240,15 @@ def run_compare(
     device: str | None = None,
     seed: int = 0,
 ) -> tuple[list[OutputDiff], str]:
-    """Run both backends on the same crops -> (rows, printable table)."""
+    """Run both backends on the same crops -> (rows, printable tables: differences, then timings)."""
     if (images is None) != (boxes is None):
         raise ValueError("give --images and --boxes together (or neither, for random crops)")
     a, b = BackendSpec.parse(spec_a), BackendSpec.parse(spec_b)
     device = device or default_device()
     crops = crops_from_images(images, boxes) if images is not None else random_crops(count, seed)
-    outputs = []
-    for spec in (a, b):
-        backend = load_backend(spec, model_dir, device)
-        try:
-            outputs.append(backend.infer(crops))
-        finally:
-            backend.close()
-    rows = compare_outputs(outputs[0], outputs[1])
+    (out_a, time_a), (out_b, time_b) = (time_backend(spec, model_dir, device, crops) for spec in (a, b))
+    rows = compare_outputs(out_a, out_b)
     source = f"{len(crops)} crops from {images}" if images is not None else f"{len(crops)} random crops"
-    return rows, format_diff_table(rows, f"A = {a}  vs  B = {b}  ({source}, device {device})")
+    text = format_diff_table(rows, f"A = {a}  vs  B = {b}  ({source}, device {device})")
+    timing_title = f"time on the same crops (calls of <= {OFFICIAL_DEMO_BATCH} crops)"
+    return rows, text + format_timing_table([time_a, time_b], timing_title)
