@@ -62,7 +62,8 @@ class BenchConfig:
     model_dir: str | None = None  # None: a synthetic set of ``model_size`` under cache_dir
     model_size: str = "small"  # small | medium | full (synthetic only)
     cache_dir: str = "out/bench_models"
-    backends: tuple[str, ...] = DEFAULT_BACKENDS  # specs: runtime[:precision][+compile][+graphs]
+    # specs runtime[:precision][+compile][+graphs][+devcrop], or "baseline-eager" to place the baseline
+    backends: tuple[str, ...] = DEFAULT_BACKENDS
     hands: tuple[int, ...] = DEFAULT_HANDS
     image_sizes: tuple[tuple[int, int], ...] = DEFAULT_SIZES  # (width, height)
     device: str | None = None  # None: cuda when available, else cpu
@@ -74,6 +75,7 @@ class BenchConfig:
     accuracy: bool = True  # mm deviation of every row from plain fp32 PyTorch on the same crops
     threads: int | None = None  # torch / ONNX Runtime CPU threads (None: library default)
     weight_loading: str = "memory"  # pytorch rows: memory | mmap (the live node uses memory)
+    budget_s: float | None = None  # ways not started within this many seconds are skipped (and say so)
 
     @classmethod
     def quick(cls, **overrides: object) -> BenchConfig:
@@ -397,8 +399,15 @@ def machine_info(device: str) -> dict[str, object]:
 
 
 def parse_specs(cfg: BenchConfig) -> list[tuple[str, BackendSpec]]:
-    """(name as given, parsed spec) for every benchmarked way; ValueError for a malformed one."""
-    return [(text, BackendSpec.parse(text, cfg.precision)) for text in cfg.backends]
+    """(name as given, parsed spec) for every benchmarked way, the baseline last unless ``backends``
+    places it (as "baseline-eager"); ValueError for a malformed spec."""
+    ways = [
+        (text, BackendSpec("pytorch", "fp32") if text == BASELINE else BackendSpec.parse(text, cfg.precision))
+        for text in cfg.backends
+    ]
+    if cfg.baseline and BASELINE not in cfg.backends:
+        ways.append((BASELINE, BackendSpec("pytorch", "fp32")))
+    return ways
 
 
 def run_bench(cfg: BenchConfig) -> BenchReport:
@@ -408,7 +417,8 @@ def run_bench(cfg: BenchConfig) -> BenchReport:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     cuda = device.startswith("cuda")
-    specs = parse_specs(cfg)  # malformed specs fail before any model is built
+    ways = parse_specs(cfg)  # malformed specs fail before any model is built
+    started = time.monotonic()
     model_dir = resolve_model_dir(cfg)
     report = BenchReport(machine_info(device), {**asdict(cfg), "device": device, "model_dir": str(model_dir)})
     report.machine["loadavg_before"] = load_average()
@@ -417,8 +427,10 @@ def run_bench(cfg: BenchConfig) -> BenchReport:
     outputs: dict[tuple[str, tuple[int, int], int], ReconstructorOutput] = {}
     reference_name: str | None = None  # the row name whose outputs are the fp32 PyTorch reference
 
-    ways = specs + ([(BASELINE, BackendSpec("pytorch", "fp32"))] if cfg.baseline else [])
     for name, spec in ways:
+        if cfg.budget_s is not None and time.monotonic() - started > cfg.budget_s:
+            report.skipped[name] = f"time budget of {cfg.budget_s:.0f} s used up before it started"
+            continue
         try:
             config = spec.pipeline_config(
                 model_dir,

@@ -1,8 +1,9 @@
 """``wilor-ros compare-backends A B``: two reconstructor runtimes on the same crops, output by output.
 
-A backend is named ``runtime[:precision][+compile][+graphs]``: ``pytorch``, ``onnxruntime``,
+A backend is named ``runtime[:precision][+compile][+graphs][+devcrop]``: ``pytorch``, ``onnxruntime``,
 ``tensorrt:fp16``, ``tensorrt:fp32``, ``pytorch:bf16`` (CUDA, or a CPU with AMX / AVX512-BF16),
-``pytorch:bf16+compile`` (torch.compile), ``pytorch:fp16+graphs`` (CUDA graphs). The crops come from
+``pytorch:bf16+compile`` (torch.compile), ``pytorch:fp16+graphs`` (CUDA graphs), ``+devcrop`` (crops made
+on the device; in ``bench``). The crops come from
 photos with given boxes (the same crop code as the pipeline) or are random normalised crops. Lengths
 (vertices, joints, cam_t) are reported in millimetres, everything else in the network's own units; each
 backend's time per call is printed too. This is how the FP16/BF16 accuracy is measured
@@ -39,7 +40,9 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 DEFAULT_RANDOM_CROPS = 4
 # crops per network call: the official demo's DataLoader batch size (demo.py, batch_size=16)
 OFFICIAL_DEMO_BATCH = 16
-SPEC_FLAGS = {"compile": "torch_compile", "graphs": "cuda_graphs"}  # "+flag" -> PipelineConfig field
+# "+flag" -> PipelineConfig field, and the runtimes it applies to
+SPEC_FLAGS = {"compile": "torch_compile", "graphs": "cuda_graphs", "devcrop": "device_preprocessing"}
+FLAG_RUNTIMES = {"compile": ("pytorch",), "graphs": ("pytorch",), "devcrop": ("pytorch", "tensorrt")}
 
 
 @dataclass(frozen=True)
@@ -50,11 +53,12 @@ class BackendSpec:
     precision: str
     torch_compile: bool = False
     cuda_graphs: bool = False
+    device_preprocessing: bool = False  # crops made on the device (core/device_preprocessing.py)
 
     @classmethod
     def parse(cls, text: str, default_precision: str | None = None) -> BackendSpec:
-        """``runtime[:precision][+compile][+graphs]``; without a precision: ``default_precision``, else
-        fp16 for tensorrt and fp32 for the others."""
+        """``runtime[:precision][+compile][+graphs][+devcrop]``; without a precision:
+        ``default_precision``, else fp16 for tensorrt and fp32 for the others."""
         head, *flags = text.split("+")
         runtime, _, precision = head.partition(":")
         if runtime not in BACKEND_CHOICES:
@@ -65,8 +69,11 @@ class BackendSpec:
         unknown = [flag for flag in flags if flag not in SPEC_FLAGS]
         if unknown:
             raise ValueError(f"backend {text!r}: unknown option(s) {unknown}; known: {sorted(SPEC_FLAGS)}")
-        if flags and runtime != "pytorch":
-            raise ValueError(f"backend {text!r}: +{'/+'.join(flags)} apply to the pytorch runtime only")
+        for flag in flags:
+            if runtime not in FLAG_RUNTIMES[flag]:
+                raise ValueError(
+                    f"backend {text!r}: +{flag} applies to {' / '.join(FLAG_RUNTIMES[flag])} only"
+                )
         return cls(runtime, precision, **{SPEC_FLAGS[flag]: True for flag in flags})
 
     def __str__(self) -> str:
@@ -87,6 +94,7 @@ class BackendSpec:
             precision=self.precision,
             torch_compile=self.torch_compile,
             cuda_graphs=self.cuda_graphs,
+            device_preprocessing=self.device_preprocessing,
             **overrides,  # type: ignore[arg-type]
         )
         config.validate()
