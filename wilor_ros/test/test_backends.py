@@ -114,3 +114,14 @@ def test_compare_backends_command(synthetic_model_dir, capsys):
     out = capsys.readouterr().out
     assert "keypoints_3d" in out and "max |A-B|" in out
     assert main(["compare-backends", "pytorch", "nonsense", "--model-dir", str(synthetic_model_dir)]) == 2
+
+
+def test_int8_evaluation_quantizes_the_vit_blocks(synthetic_model_dir):
+    """tools/int8_eval: the 4 Linear MatMuls of each ViT block become int8; time and mm are reported."""
+    from wilor_ros.tools.int8_eval import evaluate_int8
+
+    result = evaluate_int8(synthetic_model_dir, threads=2)
+    assert result.quantized_nodes == 4 * 2  # small model: depth 2
+    assert result.crops == 8 and result.fp32_ms_per_crop > 0 and result.int8_ms_per_crop > 0
+    assert 0 < result.deviation.vertex_mean_mm <= result.deviation.vertex_max_mm < 50
+    assert (synthetic_model_dir / "int8" / "wilor.int8.onnx").is_file()

@@ -290,6 +290,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     options["baseline"] = not args.no_baseline
     options["detector"] = not args.no_detector
     options["accuracy"] = not args.no_accuracy
+    if args.image_size:
+        options["image_sizes"] = tuple(_parse_image_size(text) for text in args.image_size)
     config = BenchConfig.quick(**options) if args.quick else BenchConfig(**options)
     report = run_bench(config)
     print(format_bench_table(report))
@@ -297,6 +299,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.detector_skipping:
         _bench_detector_skipping(args)
     return 0
+
+
+def _parse_image_size(text: str) -> tuple[int, int]:
+    width, _, height = text.lower().partition("x")
+    if not (width.isdigit() and height.isdigit()):
+        raise ValueError(f"--image-size must look like 1280x720, got {text!r}")
+    return int(width), int(height)
 
 
 def _bench_weight_loading(args: argparse.Namespace) -> int:
@@ -395,6 +404,12 @@ def _add_gpu_commands(sub: argparse._SubParsersAction) -> None:
         help="how pytorch rows hold the weights (default memory)",
     )
     bench.add_argument("--no-accuracy", action="store_true", help="skip the mm deviation from fp32 PyTorch")
+    bench.add_argument(
+        "--image-size",
+        action="append",
+        metavar="WxH",
+        help="frame size (repeatable; default 640x480 1280x720)",
+    )
     bench.add_argument(
         "--weight-loading-latency",
         action="store_true",
