@@ -39,7 +39,13 @@ if TYPE_CHECKING:
 LOG = logging.getLogger(__name__)
 
 BACKEND_CHOICES = ("pytorch", "onnxruntime", "tensorrt")
-PRECISION_CHOICES = ("fp32", "fp16", "bf16")
+PRECISION_CHOICES = ("fp32", "fp16", "bf16", "int8")
+# what each runtime can run (int8: dynamic quantization of the ViT blocks, core/quantization.py)
+RUNTIME_PRECISIONS = {
+    "pytorch": ("fp32", "fp16", "bf16"),
+    "onnxruntime": ("fp32", "int8"),
+    "tensorrt": ("fp32", "fp16"),
+}
 WEIGHT_LOADING_CHOICES = ("memory", "mmap")  # see core/reconstructor.py WEIGHT_LOADING
 DEVICE_PREPROCESSING_BACKENDS = ("pytorch", "tensorrt")  # the backends with infer_tensor()
 
@@ -66,7 +72,8 @@ class PipelineConfig:
     models: ModelPaths = field(default_factory=ModelPaths)
     backend: str = "pytorch"  # pytorch | onnxruntime | tensorrt
     device: str = "cpu"  # cpu | cuda | cuda:N
-    # fp32 | fp16 | bf16. bf16: CUDA, or a CPU with AMX / AVX512-BF16 (refused elsewhere); fp16: CUDA only
+    # fp32 | fp16 | bf16 | int8. pytorch: bf16 on CUDA or a CPU with AMX / AVX512-BF16 (refused
+    # elsewhere), fp16 on CUDA only; onnxruntime: int8; tensorrt: fp16 (RUNTIME_PRECISIONS)
     precision: str = "fp32"
     detection_threshold: float = 0.3  # the official demo's detector confidence
     nms_iou_threshold: float = 0.7  # ultralytics' default, used by the official demo
@@ -90,6 +97,11 @@ class PipelineConfig:
             raise ValueError(f"backend must be one of {BACKEND_CHOICES}, got {self.backend!r}")
         if self.precision not in PRECISION_CHOICES:
             raise ValueError(f"precision must be one of {PRECISION_CHOICES}, got {self.precision!r}")
+        if self.backend in RUNTIME_PRECISIONS and self.precision not in RUNTIME_PRECISIONS[self.backend]:
+            raise ValueError(
+                f"the {self.backend} backend runs precision {' | '.join(RUNTIME_PRECISIONS[self.backend])}, "
+                f"not {self.precision!r}; use another precision or backend"
+            )
         if not (self.device == "cpu" or self.device.startswith("cuda")):
             raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
         if not 0.0 <= self.detection_threshold <= 1.0:
@@ -176,6 +188,10 @@ def make_backend(config: PipelineConfig) -> ReconstructorBackend:
     if config.backend == "onnxruntime":
         from wilor_ros.core.backends.onnxruntime_backend import OnnxRuntimeBackend
 
+        if config.precision == "int8":
+            from wilor_ros.core.quantization import ensure_int8_onnx
+
+            onnx_path = ensure_int8_onnx(onnx_path)
         return OnnxRuntimeBackend(onnx_path, device=config.device)
     from wilor_ros.core.backends.tensorrt_backend import TensorRTBackend
 

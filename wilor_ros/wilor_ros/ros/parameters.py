@@ -114,8 +114,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     _spec(
         "precision",
         "fp32",
-        "network precision: bf16 on CUDA or on a CPU with AMX / AVX512-BF16 (refused on other CPUs), "
-        "fp16 on CUDA only; LayerNorm, softmax, 6D rotations and MANO stay float32",
+        "network precision. pytorch: bf16 on CUDA or on a CPU with AMX / AVX512-BF16 (refused on other "
+        "CPUs), fp16 on CUDA only (LayerNorm, softmax, 6D rotations and MANO stay float32); onnxruntime: "
+        "int8 (ViT blocks dynamically quantized, file made on first use); tensorrt: fp16",
         choices=PRECISION_CHOICES,
         read_only=True,
     ),

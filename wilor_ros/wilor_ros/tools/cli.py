@@ -270,8 +270,9 @@ def cmd_compare_backends(args: argparse.Namespace) -> int:
     from wilor_ros.tools.compare_backends import run_compare
 
     _, table = run_compare(
-        args.a, args.b, args.model_dir or DEFAULT_MODEL_DIR, args.images, args.boxes, args.count, args.device
-    )
+        args.a, args.b, args.model_dir or DEFAULT_MODEL_DIR, args.images, args.boxes, args.count, args.device,
+        rounds=args.rounds,
+    )  # fmt: skip
     print(table)
     return 0
 
@@ -377,6 +378,12 @@ def _add_gpu_commands(sub: argparse._SubParsersAction) -> None:
     cmp_.add_argument("--boxes", type=Path, help="boxes JSON (demo_boxes.json layout)")
     cmp_.add_argument("--count", type=int, default=4, help="random crops when no images are given")
     cmp_.add_argument("--device", help="cpu | cuda | cuda:N (default: cuda when available)")
+    cmp_.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="paired timing rounds over all crops (A and B alternate; default 1)",
+    )
     cmp_.set_defaults(func=cmd_compare_backends)
 
     bench = sub.add_parser("bench", help="per-stage latency, FPS and memory of every available backend")

@@ -194,7 +194,11 @@ class BackendTiming:
     spec: str
     load_s: float  # building the backend (reading weights, compiling / capturing when asked)
     first_call_s: float  # the first chunk (lazy initialisation shows here)
-    ms_per_crop: float  # every chunk again, after the first call
+    ms_per_crop: list[float]  # one figure per round over all crops, after the first call
+
+    @property
+    def median_ms(self) -> float:
+        return float(np.median(self.ms_per_crop))
 
 
 def run_chunks(backend: ReconstructorBackend, crops: np.ndarray, chunk: int) -> ReconstructorOutput:
@@ -205,22 +209,32 @@ def run_chunks(backend: ReconstructorBackend, crops: np.ndarray, chunk: int) -> 
     )
 
 
-def time_backend(
-    spec: BackendSpec, model_dir: str | Path, device: str, crops: np.ndarray, chunk: int = OFFICIAL_DEMO_BATCH
-) -> tuple[ReconstructorOutput, BackendTiming]:
-    """Load ``spec``, run it once on the first chunk (warm-up), then on all crops (timed)."""
+def load_and_warm(
+    spec: BackendSpec, model_dir: str | Path, device: str, crops: np.ndarray, chunk: int
+) -> tuple[ReconstructorBackend, float, float]:
+    """(backend, load seconds, first-call seconds on the first chunk)."""
     start = time.perf_counter()
     backend = load_backend(spec, model_dir, device)
-    try:
-        loaded = time.perf_counter()
-        backend.infer(crops[:chunk])
-        first = time.perf_counter()
-        output = run_chunks(backend, crops, chunk)
-        done = time.perf_counter()
-    finally:
-        backend.close()
-    timing = BackendTiming(str(spec), loaded - start, first - loaded, (done - first) / len(crops) * MS)
-    return output, timing
+    loaded = time.perf_counter()
+    backend.infer(crops[:chunk])
+    return backend, loaded - start, time.perf_counter() - loaded
+
+
+def paired_runs(
+    backends: list[ReconstructorBackend], crops: np.ndarray, rounds: int, chunk: int = OFFICIAL_DEMO_BATCH
+) -> tuple[list[ReconstructorOutput], list[list[float]]]:
+    """``rounds`` rounds over all crops, every backend once per round (order reversed every other round so
+    a drifting machine load hits both alike) -> (first round's outputs, ms per crop per round)."""
+    outputs: list[ReconstructorOutput | None] = [None] * len(backends)
+    times: list[list[float]] = [[] for _ in backends]
+    for index in range(rounds):
+        order = range(len(backends)) if index % 2 == 0 else reversed(range(len(backends)))
+        for which in order:
+            start = time.perf_counter()
+            output = run_chunks(backends[which], crops, chunk)
+            times[which].append((time.perf_counter() - start) / len(crops) * MS)
+            outputs[which] = outputs[which] or output
+    return outputs, times  # type: ignore[return-value]
 
 
 def format_timing_table(timings: list[BackendTiming], title: str) -> str:
@@ -228,13 +242,18 @@ def format_timing_table(timings: list[BackendTiming], title: str) -> str:
     from rich.table import Table
 
     table = Table(title=title)
-    for column in ("backend", "load s", "first call s", "ms per crop"):
+    for column in ("backend", "load s", "first call s", "ms per crop (median)", "every round"):
         table.add_column(column, justify="left" if column == "backend" else "right")
     for t in timings:
-        table.add_row(t.spec, f"{t.load_s:.2f}", f"{t.first_call_s:.2f}", f"{t.ms_per_crop:.1f}")
-    console = Console(width=100, record=True, force_terminal=False)
+        rounds = " ".join(f"{v:.0f}" for v in t.ms_per_crop)
+        table.add_row(t.spec, f"{t.load_s:.2f}", f"{t.first_call_s:.2f}", f"{t.median_ms:.1f}", rounds)
+    console = Console(width=110, record=True, force_terminal=False)
     with console.capture() as capture:
         console.print(table)
+        if len(timings) == 2:
+            a, b = timings
+            ratio = float(np.median(np.array(a.ms_per_crop) / np.array(b.ms_per_crop)))
+            console.print(f"A / B time per crop, median over the paired rounds: {ratio:.2f}")
     return capture.get()
 
 
@@ -247,16 +266,33 @@ def run_compare(
     count: int = DEFAULT_RANDOM_CROPS,
     device: str | None = None,
     seed: int = 0,
+    rounds: int = 1,
 ) -> tuple[list[OutputDiff], str]:
-    """Run both backends on the same crops -> (rows, printable tables: differences, then timings)."""
+    """Run both backends on the same crops -> (rows, printable tables: differences, then timings).
+
+    Both backends are loaded together and timed in ``rounds`` paired rounds (see ``paired_runs``): on a
+    shared machine the ratio of paired rounds is far steadier than two runs one after the other.
+    """
     if (images is None) != (boxes is None):
         raise ValueError("give --images and --boxes together (or neither, for random crops)")
+    if rounds < 1:
+        raise ValueError(f"rounds must be >= 1, got {rounds}")
     a, b = BackendSpec.parse(spec_a), BackendSpec.parse(spec_b)
     device = device or default_device()
     crops = crops_from_images(images, boxes) if images is not None else random_crops(count, seed)
-    (out_a, time_a), (out_b, time_b) = (time_backend(spec, model_dir, device, crops) for spec in (a, b))
+    loaded = [load_and_warm(spec, model_dir, device, crops, OFFICIAL_DEMO_BATCH) for spec in (a, b)]
+    backends = [backend for backend, _, _ in loaded]
+    try:
+        (out_a, out_b), times = paired_runs(backends, crops, rounds)
+    finally:
+        for backend in backends:
+            backend.close()
+    timings = [BackendTiming(str(spec), load_s, first_s, ms) for spec, (_, load_s, first_s), ms in
+               zip((a, b), loaded, times)]  # fmt: skip
     rows = compare_outputs(out_a, out_b)
     source = f"{len(crops)} crops from {images}" if images is not None else f"{len(crops)} random crops"
     text = format_diff_table(rows, f"A = {a}  vs  B = {b}  ({source}, device {device})")
-    timing_title = f"time on the same crops (calls of <= {OFFICIAL_DEMO_BATCH} crops)"
-    return rows, text + format_timing_table([time_a, time_b], timing_title)
+    timing_title = (
+        f"time on the same crops (calls of <= {OFFICIAL_DEMO_BATCH} crops, {rounds} paired round(s))"
+    )
+    return rows, text + format_timing_table(timings, timing_title)
