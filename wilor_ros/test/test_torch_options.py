@@ -62,6 +62,12 @@ def test_missing_cpp_compiler_is_a_clear_error(synthetic_model_dir):
     assert "C++ compiler" in result.stderr and "set torch_compile to false" in result.stderr
 
 
+def test_compile_warmup_covers_static_dynamic_and_largest_batch(synthetic_model_dir):
+    model = TorchBackend.from_files(*files(synthetic_model_dir)).model
+    for max_batch, expected in ((1, [1]), (3, [1, 2, 3]), (16, [1, 2, 16])):
+        assert TorchBackend(model, options=TorchOptions(max_batch=max_batch)).warmup_batches() == expected
+
+
 @pytest.mark.slow
 def test_compiled_cpu_matches_eager(synthetic_model_dir):
     eager = TorchBackend.from_files(*files(synthetic_model_dir))

@@ -414,12 +414,12 @@ def run_bench(cfg: BenchConfig) -> BenchReport:
     import torch
 
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
     cuda = device.startswith("cuda")
     ways = parse_specs(cfg)  # malformed specs fail before any model is built
     started = time.monotonic()
     model_dir = resolve_model_dir(cfg)
+    if cfg.threads:  # after making synthetic models: ultralytics' detector export changes torch's threads
+        torch.set_num_threads(cfg.threads)
     report = BenchReport(machine_info(device), {**asdict(cfg), "device": device, "model_dir": str(model_dir)})
     report.machine["loadavg_before"] = load_average()
     memory = MemoryMonitor(cuda)

@@ -84,7 +84,7 @@ def compile_forward(module: torch.nn.Module, device: torch.device) -> ForwardFn:
         check_cpp_compiler()
         inductor_config.freezing = True
     # dynamic=None: batch 1 is compiled static; a second batch size recompiles once with a dynamic batch
-    # dimension that then serves every other size (so at most two compilations per process)
+    # dimension that then serves the other sizes (TorchBackend.warmup_batches says which are compiled)
     return torch.compile(module, backend="inductor", dynamic=None)
 
 
@@ -220,10 +220,13 @@ class TorchBackend(ReconstructorBackend):
         return cls(model, device=device, synthetic=bool(getattr(model, "synthetic", False)), options=options)
 
     def warmup_batches(self) -> list[int]:
-        """Batch sizes ``warmup`` runs: every captured size for CUDA graphs; for compile alone 1 and 2 (the
-        static batch-1 graph and the dynamic-batch graph that serves every larger size)."""
-        last = self.options.max_batch if self.options.cuda_graphs else min(2, self.options.max_batch)
-        return list(range(1, last + 1))
+        """Batch sizes ``warmup`` runs: every captured size for CUDA graphs. For compile alone 1, 2 and
+        max_batch: the static batch-1 graph, the dynamic-batch graph, and the largest batch, because the
+        dynamic graph can carry an upper bound (torch 2.13 on the CPU: 2 <= B <= 15, from the convolution's
+        shape rules) beyond which a third compilation would otherwise hit a live frame."""
+        if self.options.cuda_graphs:
+            return list(range(1, self.options.max_batch + 1))
+        return sorted({1, min(2, self.options.max_batch), self.options.max_batch})
 
     @torch.inference_mode()
     def warmup(self) -> float:
