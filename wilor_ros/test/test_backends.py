@@ -3,6 +3,8 @@ output names, shapes and dtypes, handle B = 0 and batches > 1, and agree within 
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -121,7 +123,7 @@ def test_int8_onnxruntime_backend(synthetic_model_dir, tmp_path):
     beside the export on first use and reused after; compare-backends reports its mm error and time."""
     import shutil
 
-    from wilor_ros.core.quantization import int8_path, vit_linear_nodes
+    from wilor_ros.core.quantization import RECIPE, int8_path, vit_linear_nodes
 
     folder = tmp_path / "models"
     shutil.copytree(synthetic_model_dir, folder)
@@ -135,6 +137,11 @@ def test_int8_onnxruntime_backend(synthetic_model_dir, tmp_path):
     assert backend.infer(crops(2)).vertices.shape == (2, 778, 3)
     make_backend(config)  # reused, not rewritten
     assert quantized.stat().st_mtime_ns == written
+    sidecar = quantized.with_suffix(".json")
+    assert json.loads(sidecar.read_text())["recipe"] == RECIPE
+    sidecar.write_text(json.dumps({**json.loads(sidecar.read_text()), "recipe": "an-older-recipe"}))
+    make_backend(config)  # another recipe made the file: it is rebuilt
+    assert quantized.stat().st_mtime_ns != written and json.loads(sidecar.read_text())["recipe"] == RECIPE
     rows, table = run_compare("onnxruntime", "onnxruntime:int8", folder, count=3, device="cpu", rounds=2)
     vertices = next(r for r in rows if r.name == "vertices")
     assert 0 < vertices.mean_abs <= vertices.max_abs < 50  # mm: quantized, so different but close

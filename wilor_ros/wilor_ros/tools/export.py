@@ -19,24 +19,13 @@ import torch
 
 import wilor_ros
 from wilor_ros.core.backends.base import INPUT_NAME, ReconstructorOutput, encode_faces
-from wilor_ros.core.backends.torch_backend import official_outputs
+from wilor_ros.core.backends.torch_backend import OutputTuple as OnnxReconstructor
 from wilor_ros.core.constants import CROP_SIZE, IMAGE_MEAN, IMAGE_STD
 
 LOG = logging.getLogger(__name__)
 
 DEFAULT_OPSET = 17  # GridSample (refinement sampling) needs >= 16; 17 adds LayerNormalization
 EXPORT_BATCH = 2  # dummy batch for tracing; the batch axis is exported as dynamic
-
-
-class OnnxReconstructor(torch.nn.Module):
-    """Traceable wrapper: crops -> the ReconstructorOutput tensors, in field order."""
-
-    def __init__(self, model: torch.nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, crops: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return official_outputs(self.model(crops))
 
 
 @dataclass

@@ -62,7 +62,8 @@ def official_outputs(out: dict) -> tuple[torch.Tensor, ...]:
 
 
 class OutputTuple(torch.nn.Module):
-    """The reconstructor with its outputs as a flat tuple: what torch.compile and CUDA graphs handle."""
+    """The reconstructor with its outputs as a flat tuple, in ReconstructorOutput field order: what
+    torch.compile, CUDA graphs and the ONNX export (tools/export.py) trace."""
 
     def __init__(self, model: torch.nn.Module):
         super().__init__()
