@@ -3,8 +3,9 @@
 ``onnxruntime.quantization.quantize_dynamic`` stores the weights of the blocks' attention (qkv, proj) and
 MLP (fc1, fc2) MatMuls as int8 with one scale per output channel and quantizes their inputs per call
 (MatMulInteger); everything else (patch embedding, LayerNorm, softmax, read-outs, refinement net, MANO)
-stays float32. Per output channel, because one scale per whole matrix, though 1.8x faster still, had a
-2.6x larger error on the bench frames (mean vertex deviation 1.18 vs 0.46 mm; docs/performance.md). The
+stays float32. Per output channel, because one scale per whole matrix was no faster (2.78x vs 2.85x over
+float32 in paired runs) and had 2.6x the error on the bench frames (mean vertex deviation 1.18 vs 0.46 mm;
+docs/performance.md). The
 file ``<stem>.int8.onnx`` is written beside the float32 export on first use, with a sidecar
 ``<stem>.int8.json`` naming the recipe and the export it came from; it is rebuilt when either changes.
 Accuracy and speed against float32: ``wilor-ros compare-backends onnxruntime onnxruntime:int8``.
