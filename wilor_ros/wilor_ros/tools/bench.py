@@ -474,6 +474,8 @@ def run_bench(cfg: BenchConfig) -> BenchReport:
         finally:
             pipeline.close()
             del pipeline, backend  # free this model before the next one is built
+            if spec.torch_compile:  # dynamo's caches hold the compiled model (and its frozen weights)
+                torch._dynamo.reset()
     for row in report.rows:
         key = (tuple(row.image_size), row.hands)
         base = baselines.get(key)
