@@ -42,7 +42,7 @@ from wilor_ros.core.backends.base import ReconstructorBackend, ReconstructorOutp
 from wilor_ros.core.cpu_features import describe_bf16_support
 from wilor_ros.core.pipeline import HandPipeline, ModelPaths, make_backend
 from wilor_ros.core.types import HandDetection, Side
-from wilor_ros.tools.compare_backends import METRES_TO_MM, OFFICIAL_DEMO_BATCH, BackendSpec
+from wilor_ros.tools.compare_backends import METRES_TO_MM, OFFICIAL_DEMO_BATCH, BackendSpec, concat_outputs
 
 LOG = logging.getLogger(__name__)
 
@@ -324,12 +324,6 @@ def baseline_stages(
         }
 
     return once
-
-
-def concat_outputs(parts: list[ReconstructorOutput]) -> ReconstructorOutput:
-    return ReconstructorOutput(
-        **{n: np.concatenate([getattr(p, n) for p in parts]) for n in ReconstructorOutput.names()}
-    )
 
 
 def deviation(output: ReconstructorOutput, reference: ReconstructorOutput) -> Deviation:

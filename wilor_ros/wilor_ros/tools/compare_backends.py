@@ -201,12 +201,16 @@ class BackendTiming:
         return float(np.median(self.ms_per_crop))
 
 
-def run_chunks(backend: ReconstructorBackend, crops: np.ndarray, chunk: int) -> ReconstructorOutput:
-    """``backend.infer`` over ``crops`` in calls of at most ``chunk`` crops, outputs concatenated."""
-    parts = [backend.infer(crops[i : i + chunk]) for i in range(0, len(crops), chunk)]
+def concat_outputs(parts: list[ReconstructorOutput]) -> ReconstructorOutput:
+    """The outputs of several calls as one batch, in call order."""
     return ReconstructorOutput(
         **{n: np.concatenate([getattr(p, n) for p in parts]) for n in ReconstructorOutput.names()}
     )
+
+
+def run_chunks(backend: ReconstructorBackend, crops: np.ndarray, chunk: int) -> ReconstructorOutput:
+    """``backend.infer`` over ``crops`` in calls of at most ``chunk`` crops, outputs concatenated."""
+    return concat_outputs([backend.infer(crops[i : i + chunk]) for i in range(0, len(crops), chunk)])
 
 
 def load_and_warm(
