@@ -3,6 +3,8 @@ output names, shapes and dtypes, handle B = 0 and batches > 1, and agree within 
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -114,3 +116,41 @@ def test_compare_backends_command(synthetic_model_dir, capsys):
     out = capsys.readouterr().out
     assert "keypoints_3d" in out and "max |A-B|" in out
     assert main(["compare-backends", "pytorch", "nonsense", "--model-dir", str(synthetic_model_dir)]) == 2
+
+
+def test_int8_onnxruntime_backend(synthetic_model_dir, tmp_path):
+    """precision int8 (onnxruntime): the 4 Linear MatMuls of every ViT block become int8 in a file written
+    beside the export on first use and reused after; compare-backends reports its mm error and time."""
+    import shutil
+
+    from wilor_ros.core.quantization import RECIPE, int8_path, vit_linear_nodes
+
+    folder = tmp_path / "models"
+    shutil.copytree(synthetic_model_dir, folder)
+    assert len(vit_linear_nodes(folder / "wilor.onnx")) == 4 * 2  # small model: depth 2
+    config = PipelineConfig(models=ModelPaths(model_dir=str(folder)), backend="onnxruntime", precision="int8")
+    backend = make_backend(config)
+    quantized = int8_path(folder / "wilor.onnx")
+    assert quantized.is_file() and quantized.name == "wilor.int8.onnx"
+    assert quantized.stat().st_size < (folder / "wilor.onnx").stat().st_size
+    written = quantized.stat().st_mtime_ns
+    assert backend.infer(crops(2)).vertices.shape == (2, 778, 3)
+    make_backend(config)  # reused, not rewritten
+    assert quantized.stat().st_mtime_ns == written
+    sidecar = quantized.with_suffix(".json")
+    assert json.loads(sidecar.read_text())["recipe"] == RECIPE
+    sidecar.write_text(json.dumps({**json.loads(sidecar.read_text()), "recipe": "an-older-recipe"}))
+    make_backend(config)  # another recipe made the file: it is rebuilt
+    assert quantized.stat().st_mtime_ns != written and json.loads(sidecar.read_text())["recipe"] == RECIPE
+    rows, table = run_compare("onnxruntime", "onnxruntime:int8", folder, count=3, device="cpu", rounds=2)
+    vertices = next(r for r in rows if r.name == "vertices")
+    assert 0 < vertices.mean_abs <= vertices.max_abs < 50  # mm: quantized, so different but close
+    assert "2 paired round(s)" in table and "A / B time per crop" in table
+
+
+@pytest.mark.parametrize(
+    ("backend", "precision"), [("onnxruntime", "bf16"), ("pytorch", "int8"), ("tensorrt", "bf16")]
+)
+def test_precisions_a_runtime_cannot_run_are_refused(backend, precision):
+    with pytest.raises(ValueError, match=f"the {backend} backend runs precision"):
+        PipelineConfig(backend=backend, precision=precision).validate()

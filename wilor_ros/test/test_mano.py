@@ -304,3 +304,21 @@ def test_unknown_chumpy_class_is_named(tmp_path: Path) -> None:
     path.write_bytes(b"\x80\x02cchumpy.ch_ops\nadd\nq\x00.")  # a bare global, protocol 2
     with pytest.raises(ValueError, match=r"chumpy class chumpy\.ch_ops\.add"):
         load_mano(path)
+
+
+def test_graph_safe_skinning_equals_smplx_lbs(synthetic_path: Path) -> None:
+    """ManoLayer.skin (Python-int kinematic chain, capturable in a CUDA graph) = smplx's own lbs."""
+    from wilor_ros.core.geometry import axis_angle_to_rotmat
+    from wilor_ros.core.models.mano_layer import ManoLayer
+
+    layer = ManoLayer(load_mano(synthetic_path).smplx_data_struct())
+    gen = torch.Generator().manual_seed(0)
+    rotmats = axis_angle_to_rotmat(torch.randn(8, 16, 3, generator=gen) * 0.6)
+    betas = torch.randn(8, 10, generator=gen)
+    vertices, joints = layer.skin(rotmats, betas)
+    reference = smplx.MANOLayer.forward(
+        layer, betas=betas, global_orient=rotmats[:, :1], hand_pose=rotmats[:, 1:]
+    )
+    torch.testing.assert_close(vertices, reference.vertices, rtol=0, atol=1e-7)
+    torch.testing.assert_close(joints, reference.joints, rtol=0, atol=1e-7)
+    assert tuple(MANO_PARENTS) == tuple(int(p) if p >= 0 else -1 for p in [-1, *layer.parents[1:].tolist()])

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -35,10 +36,20 @@ from wilor_ros.core.model_files import (
 from wilor_ros.core.rotations import rotmat_to_axis_angle_np
 from wilor_ros.core.types import CameraIntrinsics, HandDetection, HandEstimate, Side
 
+if TYPE_CHECKING:
+    from wilor_ros.core.backends.torch_backend import TorchOptions
+
 LOG = logging.getLogger(__name__)
 
 BACKEND_CHOICES = ("pytorch", "onnxruntime", "tensorrt")
-PRECISION_CHOICES = ("fp32", "fp16", "bf16")
+PRECISION_CHOICES = ("fp32", "fp16", "bf16", "int8")
+# what each runtime can run (int8: dynamic quantization of the ViT blocks, core/quantization.py)
+RUNTIME_PRECISIONS = {
+    "pytorch": ("fp32", "fp16", "bf16"),
+    "onnxruntime": ("fp32", "int8"),
+    "tensorrt": ("fp32", "fp16"),
+}
+WEIGHT_LOADING_CHOICES = ("memory", "mmap")  # see core/reconstructor.py WEIGHT_LOADING
 DEVICE_PREPROCESSING_BACKENDS = ("pytorch", "tensorrt")  # the backends with infer_tensor()
 
 
@@ -64,7 +75,9 @@ class PipelineConfig:
     models: ModelPaths = field(default_factory=ModelPaths)
     backend: str = "pytorch"  # pytorch | onnxruntime | tensorrt
     device: str = "cpu"  # cpu | cuda | cuda:N
-    precision: str = "fp32"  # fp32 | fp16 | bf16 (fp16/bf16 need a GPU)
+    # fp32 | fp16 | bf16 | int8. pytorch: bf16 on CUDA or a CPU with AMX / AVX512-BF16 (refused
+    # elsewhere), fp16 on CUDA only; onnxruntime: int8; tensorrt: fp16 (RUNTIME_PRECISIONS)
+    precision: str = "fp32"
     detection_threshold: float = 0.3  # the official demo's detector confidence
     nms_iou_threshold: float = 0.7  # ultralytics' default, used by the official demo
     max_hands: int = 4  # at most this many hands per image (highest scores first)
@@ -75,12 +88,23 @@ class PipelineConfig:
     # True: upload the frame once, crop/normalise on `device` (core/device_preprocessing.py) and hand
     # the crops to backend.infer_tensor; within about one grey level of the exact CPU crop
     device_preprocessing: bool = False
+    # pytorch backend only. "memory": private copies of the weights (no page-ins after start-up: the
+    # live node); "mmap": pages of the checkpoint file (fastest start-up: one-shot tools)
+    weight_loading: str = "memory"
+    lock_weights: bool = False  # mlock the CPU weights (needs CAP_IPC_LOCK or a high `ulimit -l`)
+    torch_compile: bool = False  # torch.compile (inductor) at start-up; needs a C++ compiler on CPU
+    cuda_graphs: bool = False  # one CUDA graph per batch size 1..max_hands (CUDA device only)
 
     def validate(self) -> None:
         if self.backend not in BACKEND_CHOICES:
             raise ValueError(f"backend must be one of {BACKEND_CHOICES}, got {self.backend!r}")
         if self.precision not in PRECISION_CHOICES:
             raise ValueError(f"precision must be one of {PRECISION_CHOICES}, got {self.precision!r}")
+        if self.backend in RUNTIME_PRECISIONS and self.precision not in RUNTIME_PRECISIONS[self.backend]:
+            raise ValueError(
+                f"the {self.backend} backend runs precision {' | '.join(RUNTIME_PRECISIONS[self.backend])}, "
+                f"not {self.precision!r}; use another precision or backend"
+            )
         if not (self.device == "cpu" or self.device.startswith("cuda")):
             raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
         if not 0.0 <= self.detection_threshold <= 1.0:
@@ -96,6 +120,15 @@ class PipelineConfig:
                 f"device_preprocessing needs a torch-tensor backend {DEVICE_PREPROCESSING_BACKENDS}, "
                 f"got {self.backend!r}; set device_preprocessing=False for onnxruntime"
             )
+        if self.weight_loading not in WEIGHT_LOADING_CHOICES:
+            raise ValueError(
+                f"weight_loading must be one of {WEIGHT_LOADING_CHOICES}, got {self.weight_loading!r}"
+            )
+        for name in ("torch_compile", "cuda_graphs"):
+            if getattr(self, name) and self.backend != "pytorch":
+                raise ValueError(f"{name} applies to the pytorch backend, got backend {self.backend!r}")
+        if self.cuda_graphs and not self.device.startswith("cuda"):
+            raise ValueError(f"cuda_graphs needs a CUDA device, got device {self.device!r}")
 
 
 @dataclass
@@ -136,6 +169,20 @@ def required_model_files(config: PipelineConfig) -> list[tuple[Path, ModelFileIn
     return detector + reconstructor_files(config)
 
 
+def torch_options(config: PipelineConfig) -> TorchOptions:
+    """The PyTorch backend's options from the pipeline config (torch is imported only here)."""
+    from wilor_ros.core.backends.torch_backend import TorchOptions
+
+    return TorchOptions(
+        precision=config.precision,
+        torch_compile=config.torch_compile,
+        cuda_graphs=config.cuda_graphs,
+        max_batch=config.max_hands,
+        weight_loading=config.weight_loading,
+        lock_weights=config.lock_weights,
+    )
+
+
 def make_backend(config: PipelineConfig) -> ReconstructorBackend:
     """The reconstructor runtime the config names (files checked first, all at once)."""
     files = reconstructor_files(config)
@@ -144,11 +191,15 @@ def make_backend(config: PipelineConfig) -> ReconstructorBackend:
         from wilor_ros.core.backends.torch_backend import TorchBackend
 
         (ckpt, _), (mano, _) = files
-        return TorchBackend.from_files(ckpt, mano, device=config.device, precision=config.precision)
+        return TorchBackend.from_files(ckpt, mano, device=config.device, options=torch_options(config))
     onnx_path = files[0][0]
     if config.backend == "onnxruntime":
         from wilor_ros.core.backends.onnxruntime_backend import OnnxRuntimeBackend
 
+        if config.precision == "int8":
+            from wilor_ros.core.quantization import ensure_int8_onnx
+
+            onnx_path = ensure_int8_onnx(onnx_path)
         return OnnxRuntimeBackend(onnx_path, device=config.device)
     from wilor_ros.core.backends.tensorrt_backend import TensorRTBackend
 

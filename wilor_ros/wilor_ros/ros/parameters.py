@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from wilor_ros.core.pipeline import BACKEND_CHOICES, PRECISION_CHOICES
+from wilor_ros.core.pipeline import BACKEND_CHOICES, PRECISION_CHOICES, WEIGHT_LOADING_CHOICES
 from wilor_ros.ros.input_qos import INPUT_QOS_CHOICES
 
 
@@ -146,8 +146,38 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     _spec(
         "precision",
         "fp32",
-        "network precision (fp16/bf16 need a GPU)",
+        "network precision. pytorch: bf16 on CUDA or on a CPU with AMX / AVX512-BF16 (refused on other "
+        "CPUs), fp16 on CUDA only (LayerNorm, softmax, 6D rotations and MANO stay float32); onnxruntime: "
+        "int8 (ViT blocks dynamically quantized, file made on first use); tensorrt: fp16",
         choices=PRECISION_CHOICES,
+        read_only=True,
+    ),
+    _spec(
+        "weight_loading",
+        "memory",
+        "pytorch backend: 'memory' copies the weights into RAM at start-up (no page-ins later); "
+        "'mmap' maps the checkpoint file (faster start-up, pages may be evicted and re-read)",
+        choices=WEIGHT_LOADING_CHOICES,
+        read_only=True,
+    ),
+    _spec(
+        "lock_weights",
+        False,
+        "pytorch backend on CPU: mlock the weights so they are never swapped out (needs "
+        "CAP_IPC_LOCK or a high enough 'ulimit -l')",
+        read_only=True,
+    ),
+    _spec(
+        "torch_compile",
+        False,
+        "pytorch backend: torch.compile (inductor) the network at start-up (minutes for the "
+        "released model; needs a C++ compiler on CPU, Triton on CUDA)",
+        read_only=True,
+    ),
+    _spec(
+        "cuda_graphs",
+        False,
+        "pytorch backend on CUDA: replay one captured CUDA graph per batch size 1..max_hands",
         read_only=True,
     ),
     # ---- detection

@@ -314,8 +314,9 @@ def cmd_compare_backends(args: argparse.Namespace) -> int:
     from wilor_ros.tools.compare_backends import run_compare
 
     _, table = run_compare(
-        args.a, args.b, args.model_dir or DEFAULT_MODEL_DIR, args.images, args.boxes, args.count, args.device
-    )
+        args.a, args.b, args.model_dir or DEFAULT_MODEL_DIR, args.images, args.boxes, args.count, args.device,
+        rounds=args.rounds,
+    )  # fmt: skip
     print(table)
     return 0
 
@@ -326,20 +327,56 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.offline:
         return _bench_offline(args)
 
+    if args.weight_loading_latency:
+        return _bench_weight_loading(args)
     options: dict = dict(model_size=args.model_size, device=args.device, precision=args.precision)
     options["model_dir"] = str(args.model_dir) if args.model_dir else None
     options["cache_dir"] = str(DEFAULT_OUT_DIR / "bench_models")
-    for key in ("backends", "hands", "warmup", "iterations", "threads"):
+    for key in ("backends", "hands", "warmup", "iterations", "threads", "weight_loading"):
         if getattr(args, key) is not None:
             options[key] = tuple(getattr(args, key)) if key in ("backends", "hands") else getattr(args, key)
     options["baseline"] = not args.no_baseline
     options["detector"] = not args.no_detector
+    options["accuracy"] = not args.no_accuracy
+    if args.image_size:
+        options["image_sizes"] = tuple(_parse_image_size(text) for text in args.image_size)
     config = BenchConfig.quick(**options) if args.quick else BenchConfig(**options)
     report = run_bench(config)
     print(format_bench_table(report))
     print(f"wrote {write_report(report, args.json)}")
     if args.detector_skipping:
         _bench_detector_skipping(args)
+    return 0
+
+
+def _parse_image_size(text: str) -> tuple[int, int]:
+    width, _, height = text.lower().partition("x")
+    if not (width.isdigit() and height.isdigit()):
+        raise ValueError(f"--image-size must look like 1280x720, got {text!r}")
+    return int(width), int(height)
+
+
+def _bench_weight_loading(args: argparse.Namespace) -> int:
+    """memory vs mmap (vs locked) weights: load, first forward, paired steady calls, after a page-out."""
+    from wilor_ros.tools.bench import (
+        BenchConfig,
+        format_weight_loading_table,
+        resolve_model_dir,
+        run_weight_loading_bench,
+        write_report,
+    )
+
+    model_dir = args.model_dir or resolve_model_dir(
+        BenchConfig(
+            model_size=args.model_size, cache_dir=str(DEFAULT_OUT_DIR / "bench_models"), detector=False
+        )
+    )
+    hands = args.hands[0] if args.hands else 1
+    report = run_weight_loading_bench(
+        model_dir, calls=args.iterations or 10, hands=hands, threads=args.threads
+    )
+    print(format_weight_loading_table(report))
+    print(f"wrote {write_report(report, args.json)}")
     return 0
 
 
@@ -413,19 +450,34 @@ def _add_gpu_commands(sub: argparse._SubParsersAction) -> None:
     cmp_ = sub.add_parser(
         "compare-backends", help="run two backends on the same crops; per-output differences"
     )
-    cmp_.add_argument("a", help="backend A: pytorch | onnxruntime | tensorrt, optionally :fp32/:fp16")
+    cmp_.add_argument(
+        "a",
+        help="backend A: runtime[:precision][+compile][+graphs], e.g. pytorch, pytorch:bf16, tensorrt:fp16",
+    )
     cmp_.add_argument("b", help="backend B (same syntax)")
     cmp_.add_argument("--model-dir", type=Path, default=None)
     cmp_.add_argument("--images", type=Path, help="image file or folder (with --boxes)")
     cmp_.add_argument("--boxes", type=Path, help="boxes JSON (demo_boxes.json layout)")
     cmp_.add_argument("--count", type=int, default=4, help="random crops when no images are given")
     cmp_.add_argument("--device", help="cpu | cuda | cuda:N (default: cuda when available)")
+    cmp_.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="paired timing rounds over all crops (A and B alternate; default 1)",
+    )
     cmp_.set_defaults(func=cmd_compare_backends)
 
     bench = sub.add_parser("bench", help="per-stage latency, FPS and memory of every available backend")
     bench.add_argument("--model-dir", type=Path, default=None, help="real models (default: synthetic set)")
     bench.add_argument("--model-size", choices=("small", "medium", "full"), default="small")
-    bench.add_argument("--backends", nargs="+", choices=("pytorch", "onnxruntime", "tensorrt"))
+    bench.add_argument(
+        "--backends",
+        nargs="+",
+        help="ways to run the reconstructor: runtime[:precision][+compile][+graphs], e.g. pytorch "
+        "pytorch:bf16 pytorch+compile onnxruntime tensorrt:fp16 pytorch:fp16+graphs "
+        "(default: pytorch onnxruntime tensorrt)",
+    )
     bench.add_argument("--hands", nargs="+", type=int, help="hand counts (default 1 2 4)")
     bench.add_argument("--warmup", type=int)
     bench.add_argument("--iterations", type=int)
@@ -435,6 +487,24 @@ def _add_gpu_commands(sub: argparse._SubParsersAction) -> None:
     bench.add_argument("--no-baseline", action="store_true", help="skip the official-demo-style baseline")
     bench.add_argument("--no-detector", action="store_true", help="skip the detector timing")
     bench.add_argument("--quick", action="store_true", help="CI size: 640x480, 1-2 hands, 2 iterations")
+    bench.add_argument(
+        "--weight-loading",
+        choices=("memory", "mmap"),
+        help="how pytorch rows hold the weights (default memory)",
+    )
+    bench.add_argument("--no-accuracy", action="store_true", help="skip the mm deviation from fp32 PyTorch")
+    bench.add_argument(
+        "--image-size",
+        action="append",
+        metavar="WxH",
+        help="frame size (repeatable; default 640x480 1280x720)",
+    )
+    bench.add_argument(
+        "--weight-loading-latency",
+        action="store_true",
+        help="instead: memory vs mmap vs locked weights (load, first forward, paired steady calls "
+        "(--iterations, default 10) of --hands[0] hands, one call after paging the weights out)",
+    )
     bench.add_argument(
         "--detector-skipping",
         action="store_true",

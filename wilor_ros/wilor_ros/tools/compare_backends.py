@@ -1,15 +1,19 @@
 """``wilor-ros compare-backends A B``: two reconstructor runtimes on the same crops, output by output.
 
-A backend is named ``runtime[:precision]``: ``pytorch``, ``onnxruntime``, ``tensorrt:fp16``,
-``tensorrt:fp32``, ``pytorch:fp16`` (CUDA). The crops come from photos with given boxes (the same
-crop code as the pipeline) or are random normalised crops. Lengths (vertices, joints, cam_t) are
-reported in millimetres, everything else in the network's own units. This is how the FP16 engines'
-accuracy is measured (docs/performance.md).
+A backend is named ``runtime[:precision][+compile][+graphs][+devcrop]``: ``pytorch``, ``onnxruntime``,
+``tensorrt:fp16``, ``tensorrt:fp32``, ``pytorch:bf16`` (CUDA, or a CPU with AMX / AVX512-BF16),
+``pytorch:bf16+compile`` (torch.compile), ``pytorch:fp16+graphs`` (CUDA graphs), ``+devcrop`` (crops made
+on the device; in ``bench``). The crops come from
+photos with given boxes (the same crop code as the pipeline) or are random normalised crops. Lengths
+(vertices, joints, cam_t) are reported in millimetres, everything else in the network's own units; each
+backend's time per call is printed too. This is how the FP16/BF16 accuracy is measured
+(docs/performance.md).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,28 +34,71 @@ from wilor_ros.core.pipeline import (
 LOG = logging.getLogger(__name__)
 
 METRES_TO_MM = 1000.0
+MS = 1000.0
 LENGTH_OUTPUTS = ("keypoints_3d", "vertices", "cam_t")  # metres -> reported in mm
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 DEFAULT_RANDOM_CROPS = 4
+# crops per network call: the official demo's DataLoader batch size (demo.py, batch_size=16)
+OFFICIAL_DEMO_BATCH = 16
+# "+flag" -> PipelineConfig field, and the runtimes it applies to
+SPEC_FLAGS = {"compile": "torch_compile", "graphs": "cuda_graphs", "devcrop": "device_preprocessing"}
+FLAG_RUNTIMES = {"compile": ("pytorch",), "graphs": ("pytorch",), "devcrop": ("pytorch", "tensorrt")}
 
 
 @dataclass(frozen=True)
 class BackendSpec:
+    """One way to run the reconstructor: runtime, precision and the PyTorch options."""
+
     runtime: str
     precision: str
+    torch_compile: bool = False
+    cuda_graphs: bool = False
+    device_preprocessing: bool = False  # crops made on the device (core/device_preprocessing.py)
 
     @classmethod
-    def parse(cls, text: str) -> BackendSpec:
-        runtime, _, precision = text.partition(":")
-        precision = precision or ("fp16" if runtime == "tensorrt" else "fp32")
+    def parse(cls, text: str, default_precision: str | None = None) -> BackendSpec:
+        """``runtime[:precision][+compile][+graphs][+devcrop]``; without a precision:
+        ``default_precision``, else fp16 for tensorrt and fp32 for the others."""
+        head, *flags = text.split("+")
+        runtime, _, precision = head.partition(":")
         if runtime not in BACKEND_CHOICES:
             raise ValueError(f"backend {text!r}: runtime must be one of {BACKEND_CHOICES}")
+        precision = precision or default_precision or ("fp16" if runtime == "tensorrt" else "fp32")
         if precision not in PRECISION_CHOICES:
             raise ValueError(f"backend {text!r}: precision must be one of {PRECISION_CHOICES}")
-        return cls(runtime, precision)
+        unknown = [flag for flag in flags if flag not in SPEC_FLAGS]
+        if unknown:
+            raise ValueError(f"backend {text!r}: unknown option(s) {unknown}; known: {sorted(SPEC_FLAGS)}")
+        for flag in flags:
+            if runtime not in FLAG_RUNTIMES[flag]:
+                raise ValueError(
+                    f"backend {text!r}: +{flag} applies to {' / '.join(FLAG_RUNTIMES[flag])} only"
+                )
+        return cls(runtime, precision, **{SPEC_FLAGS[flag]: True for flag in flags})
 
     def __str__(self) -> str:
-        return f"{self.runtime}:{self.precision}"
+        flags = "".join(f"+{flag}" for flag, field_name in SPEC_FLAGS.items() if getattr(self, field_name))
+        return f"{self.runtime}:{self.precision}{flags}"
+
+    @property
+    def is_reference(self) -> bool:
+        """Plain fp32 PyTorch: what every other way is measured against."""
+        return self == BackendSpec("pytorch", "fp32")
+
+    def pipeline_config(self, model_dir: str | Path, device: str, **overrides: object) -> PipelineConfig:
+        """A PipelineConfig running this spec on the model folder's files (``overrides``: other fields)."""
+        config = PipelineConfig(
+            models=ModelPaths(model_dir=str(model_dir)),
+            backend=self.runtime,
+            device=device,
+            precision=self.precision,
+            torch_compile=self.torch_compile,
+            cuda_graphs=self.cuda_graphs,
+            device_preprocessing=self.device_preprocessing,
+            **overrides,  # type: ignore[arg-type]
+        )
+        config.validate()
+        return config
 
 
 @dataclass(frozen=True)
@@ -72,14 +119,7 @@ def default_device() -> str:
 
 def load_backend(spec: BackendSpec, model_dir: str | Path, device: str) -> ReconstructorBackend:
     """The backend ``spec`` names, from the model folder's files (see PipelineConfig)."""
-    config = PipelineConfig(
-        models=ModelPaths(model_dir=str(model_dir)),
-        backend=spec.runtime,
-        device=device,
-        precision=spec.precision,
-    )
-    config.validate()
-    return make_backend(config)
+    return make_backend(spec.pipeline_config(model_dir, device, max_hands=OFFICIAL_DEMO_BATCH))
 
 
 def random_crops(count: int, seed: int = 0) -> np.ndarray:
@@ -147,6 +187,80 @@ def format_diff_table(rows: list[OutputDiff], title: str) -> str:
     return capture.get()
 
 
+@dataclass(frozen=True)
+class BackendTiming:
+    """How long one backend took on the comparison's crops."""
+
+    spec: str
+    load_s: float  # building the backend (reading weights, compiling / capturing when asked)
+    first_call_s: float  # the first chunk (lazy initialisation shows here)
+    ms_per_crop: list[float]  # one figure per round over all crops, after the first call
+
+    @property
+    def median_ms(self) -> float:
+        return float(np.median(self.ms_per_crop))
+
+
+def concat_outputs(parts: list[ReconstructorOutput]) -> ReconstructorOutput:
+    """The outputs of several calls as one batch, in call order."""
+    return ReconstructorOutput(
+        **{n: np.concatenate([getattr(p, n) for p in parts]) for n in ReconstructorOutput.names()}
+    )
+
+
+def run_chunks(backend: ReconstructorBackend, crops: np.ndarray, chunk: int) -> ReconstructorOutput:
+    """``backend.infer`` over ``crops`` in calls of at most ``chunk`` crops, outputs concatenated."""
+    return concat_outputs([backend.infer(crops[i : i + chunk]) for i in range(0, len(crops), chunk)])
+
+
+def load_and_warm(
+    spec: BackendSpec, model_dir: str | Path, device: str, crops: np.ndarray, chunk: int
+) -> tuple[ReconstructorBackend, float, float]:
+    """(backend, load seconds, first-call seconds on the first chunk)."""
+    start = time.perf_counter()
+    backend = load_backend(spec, model_dir, device)
+    loaded = time.perf_counter()
+    backend.infer(crops[:chunk])
+    return backend, loaded - start, time.perf_counter() - loaded
+
+
+def paired_runs(
+    backends: list[ReconstructorBackend], crops: np.ndarray, rounds: int, chunk: int = OFFICIAL_DEMO_BATCH
+) -> tuple[list[ReconstructorOutput], list[list[float]]]:
+    """``rounds`` rounds over all crops, every backend once per round (order reversed every other round so
+    a drifting machine load hits both alike) -> (first round's outputs, ms per crop per round)."""
+    outputs: list[ReconstructorOutput | None] = [None] * len(backends)
+    times: list[list[float]] = [[] for _ in backends]
+    for index in range(rounds):
+        order = range(len(backends)) if index % 2 == 0 else reversed(range(len(backends)))
+        for which in order:
+            start = time.perf_counter()
+            output = run_chunks(backends[which], crops, chunk)
+            times[which].append((time.perf_counter() - start) / len(crops) * MS)
+            outputs[which] = outputs[which] or output
+    return outputs, times  # type: ignore[return-value]
+
+
+def format_timing_table(timings: list[BackendTiming], title: str) -> str:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in ("backend", "load s", "first call s", "ms per crop (median)", "every round"):
+        table.add_column(column, justify="left" if column == "backend" else "right")
+    for t in timings:
+        rounds = " ".join(f"{v:.0f}" for v in t.ms_per_crop)
+        table.add_row(t.spec, f"{t.load_s:.2f}", f"{t.first_call_s:.2f}", f"{t.median_ms:.1f}", rounds)
+    console = Console(width=110, record=True, force_terminal=False)
+    with console.capture() as capture:
+        console.print(table)
+        if len(timings) == 2:
+            a, b = timings
+            ratio = float(np.median(np.array(a.ms_per_crop) / np.array(b.ms_per_crop)))
+            console.print(f"A / B time per crop, median over the paired rounds: {ratio:.2f}")
+    return capture.get()
+
+
 def run_compare(
     spec_a: str,
     spec_b: str,
@@ -156,20 +270,33 @@ def run_compare(
     count: int = DEFAULT_RANDOM_CROPS,
     device: str | None = None,
     seed: int = 0,
+    rounds: int = 1,
 ) -> tuple[list[OutputDiff], str]:
-    """Run both backends on the same crops -> (rows, printable table)."""
+    """Run both backends on the same crops -> (rows, printable tables: differences, then timings).
+
+    Both backends are loaded together and timed in ``rounds`` paired rounds (see ``paired_runs``): on a
+    shared machine the ratio of paired rounds is far steadier than two runs one after the other.
+    """
     if (images is None) != (boxes is None):
         raise ValueError("give --images and --boxes together (or neither, for random crops)")
+    if rounds < 1:
+        raise ValueError(f"rounds must be >= 1, got {rounds}")
     a, b = BackendSpec.parse(spec_a), BackendSpec.parse(spec_b)
     device = device or default_device()
     crops = crops_from_images(images, boxes) if images is not None else random_crops(count, seed)
-    outputs = []
-    for spec in (a, b):
-        backend = load_backend(spec, model_dir, device)
-        try:
-            outputs.append(backend.infer(crops))
-        finally:
+    loaded = [load_and_warm(spec, model_dir, device, crops, OFFICIAL_DEMO_BATCH) for spec in (a, b)]
+    backends = [backend for backend, _, _ in loaded]
+    try:
+        (out_a, out_b), times = paired_runs(backends, crops, rounds)
+    finally:
+        for backend in backends:
             backend.close()
-    rows = compare_outputs(outputs[0], outputs[1])
+    timings = [BackendTiming(str(spec), load_s, first_s, ms) for spec, (_, load_s, first_s), ms in
+               zip((a, b), loaded, times)]  # fmt: skip
+    rows = compare_outputs(out_a, out_b)
     source = f"{len(crops)} crops from {images}" if images is not None else f"{len(crops)} random crops"
-    return rows, format_diff_table(rows, f"A = {a}  vs  B = {b}  ({source}, device {device})")
+    text = format_diff_table(rows, f"A = {a}  vs  B = {b}  ({source}, device {device})")
+    timing_title = (
+        f"time on the same crops (calls of <= {OFFICIAL_DEMO_BATCH} crops, {rounds} paired round(s))"
+    )
+    return rows, text + format_timing_table(timings, timing_title)

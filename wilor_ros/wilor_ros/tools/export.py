@@ -27,7 +27,8 @@ import torch.nn.functional as F
 import wilor_ros
 from wilor_ros.core.backends.base import INPUT_NAME, ReconstructorOutput, encode_faces
 from wilor_ros.core.backends.onnxruntime_backend import OnnxRuntimeBackend
-from wilor_ros.core.backends.torch_backend import TorchBackend, official_outputs
+from wilor_ros.core.backends.torch_backend import OutputTuple as OnnxReconstructor
+from wilor_ros.core.backends.torch_backend import TorchBackend
 from wilor_ros.core.constants import CROP_SIZE, IMAGE_MEAN, IMAGE_STD
 from wilor_ros.core.onnx_files import external_data_paths, load_graph, staged_onnx, write_onnx
 
@@ -37,17 +38,6 @@ DEFAULT_OPSET = 17  # GridSample (refinement sampling) needs >= 16; 17 adds Laye
 EXPORT_BATCH = 2  # dummy batch for tracing; the batch axis is exported as dynamic
 CHECK_BATCH = 3  # the ONNX Runtime check runs a batch size that was not traced
 TORCH_OUTPUT_DIR = "torch"  # inside the staging folder: torch's own output
-
-
-class OnnxReconstructor(torch.nn.Module):
-    """Traceable wrapper: crops -> the ReconstructorOutput tensors, in field order."""
-
-    def __init__(self, model: torch.nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, crops: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return official_outputs(self.model(crops))
 
 
 @dataclass

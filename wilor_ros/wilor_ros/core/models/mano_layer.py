@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import smplx
 import torch
+import torch.nn.functional as F
+from smplx.lbs import blend_shapes, transform_mat, vertices2joints
 
 from wilor_ros.core.constants import (
     FINGERTIP_VERTEX_IDS,
@@ -89,9 +91,44 @@ class ManoLayer(smplx.MANOLayer):
     def forward(  # type: ignore[override]
         self, global_orient: torch.Tensor, hand_pose: torch.Tensor, betas: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        out = super().forward(
-            betas=betas.float(), global_orient=global_orient.float(), hand_pose=hand_pose.float()
-        )
-        tips = torch.index_select(out.vertices, 1, self.extra_joints_idxs)
-        joints = torch.cat((out.joints, tips), dim=1)[:, self.joint_map, :]
-        return out.vertices, joints
+        rotmats = torch.cat((global_orient.float(), hand_pose.float()), dim=1)  # B x 16 x 3 x 3
+        vertices, mano_joints = self.skin(rotmats, betas.float())
+        tips = torch.index_select(vertices, 1, self.extra_joints_idxs)
+        joints = torch.cat((mano_joints, tips), dim=1)[:, self.joint_map, :]
+        return vertices, joints
+
+    def skin(self, rotmats: torch.Tensor, betas: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Linear blend skinning of MANO: rotmats B x 16 x 3 x 3 (parent-relative), betas B x 10 ->
+        (vertices B x 778 x 3, the 16 posed MANO joints B x 16 x 3), metres, MANO frame.
+
+        smplx's own ``lbs`` computes the same; written out here with smplx's helpers because its
+        kinematic chain indexes a Python list with elements of the ``parents`` buffer (``chain[parents[i]]``):
+        on a GPU that is one device->host copy per joint, which a CUDA graph cannot capture and
+        torch.compile breaks its graph on. Here the chain walks MANO_PARENTS as Python ints. The results
+        equal smplx's within float32 rounding (test_mano.py checks it).
+        """
+        batch = rotmats.shape[0]
+        rest = self.v_template + blend_shapes(betas, self.shapedirs)  # B x V x 3
+        rest_joints = vertices2joints(self.J_regressor, rest)  # B x J x 3
+        eye = torch.eye(3, dtype=rotmats.dtype, device=rotmats.device)
+        pose_feature = (rotmats[:, 1:] - eye).reshape(batch, -1)  # B x (15 * 9)
+        posed = rest + (pose_feature @ self.posedirs).reshape(batch, -1, 3)  # pose blend shapes
+
+        # bone offsets from the parent joint (the root keeps its position); the gather index is the
+        # device-side parents buffer, so no host copy happens here either
+        bones = rest_joints[:, 1:] - rest_joints[:, self.parents[1:]]  # B x 15 x 3
+        offsets = torch.cat((rest_joints[:, :1], bones), dim=1)
+        local = transform_mat(rotmats.reshape(-1, 3, 3), offsets.reshape(-1, 3, 1))
+        local = local.reshape(batch, NUM_MANO_JOINTS, 4, 4)
+        world = [local[:, 0]]
+        for joint in range(1, NUM_MANO_JOINTS):
+            world.append(world[MANO_PARENTS[joint]] @ local[:, joint])
+        transforms = torch.stack(world, dim=1)  # B x J x 4 x 4, joint frame -> MANO frame
+        posed_joints = transforms[:, :, :3, 3]
+
+        # skinning transforms act on rest-pose points: subtract each transform applied to its rest joint
+        moved_rest_joint = transforms[:, :, :3, :3] @ rest_joints.unsqueeze(-1)  # B x J x 3 x 1
+        skinning = transforms - F.pad(moved_rest_joint, (3, 0, 0, 1))  # only the translation column
+        blended = (self.lbs_weights @ skinning.reshape(batch, NUM_MANO_JOINTS, 16)).reshape(batch, -1, 4, 4)
+        vertices = (blended[..., :3, :3] @ posed.unsqueeze(-1)).squeeze(-1) + blended[..., :3, 3]
+        return vertices, posed_joints

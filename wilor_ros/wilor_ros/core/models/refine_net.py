@@ -144,9 +144,9 @@ class RefineNet(nn.Module):
             verts_2d.append(points)
             sampled_max.append(sample_vertex_features(feature_map, points).max(dim=1).values)
         vert_feats = torch.cat(sampled_max, dim=-1)
-        delta_pose = self.dec_pose(vert_feats).float()
-        delta_betas = self.dec_shape(vert_feats).float()
-        delta_cam = self.dec_cam(vert_feats).float()
+        delta_pose = self.dec_pose(vert_feats)
+        delta_betas = self.dec_shape(vert_feats)
+        delta_cam = self.dec_cam(vert_feats)
         # SPEC 4.4: residuals are added before any rotation conversion
         pose_6d = coarse_pose_6d + delta_pose
         betas = coarse_betas + delta_betas

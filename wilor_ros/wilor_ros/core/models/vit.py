@@ -32,7 +32,7 @@ class BackboneOutput:
 
     pose_6d: B x 96 (J x 6, joint-major) = decoder output + init_hand_pose, before rotation conversion.
     betas: B x 10; cam: B x 3 [s, tx, ty]; rotmats: B x J x 3 x 3 from pose_6d (SPEC 3.7).
-    img_feat: B x C x 16 x 12 patch tokens after the final LayerNorm (backbone dtype).
+    img_feat: B x C x 16 x 12 patch tokens after the final LayerNorm (float32).
     tokens: B x T x C after the final LayerNorm; patch_tokens: B x P x C patch embedding before the
     positional embedding; block_outputs: one B x T x C per block (only filled on request).
     """
@@ -88,8 +88,9 @@ class Attention(nn.Module):
             scores = (q * self.scale) @ k.transpose(-2, -1)
             out = scores.softmax(dim=-1) @ v
         else:
-            # half precision (GPU): the fused kernel (same scale d^-0.5, no mask, no dropout in eval)
-            # saves memory and time; its rounding is far below half-precision noise
+            # half precision: the fused kernel (same scale d^-0.5, no mask, no dropout in eval). Its CPU and
+            # CUDA kernels keep the scores and the softmax in float32 internally (the mixed recipe's
+            # float32 softmax), which the explicit form would round to half before the softmax.
             out = F.scaled_dot_product_attention(q, k, v)
         return self.proj(out.transpose(1, 2).reshape(batch, tokens, dim))
 
@@ -118,8 +119,15 @@ class Block(nn.Module):
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x))
-        return x + self.mlp(self.norm2(x))
+        """x: B x T x C float32 residual stream -> the same.
+
+        Mixed precision (``WiLoR.set_compute_dtype``): only the attention and MLP layers hold half weights;
+        the LayerNorms and the residual sum stay float32, so 32 blocks of residual additions do not
+        accumulate half-precision rounding. In float32 every ``.to`` below is a no-op.
+        """
+        dtype = self.attn.qkv.weight.dtype
+        x = x + self.attn(self.norm1(x).to(dtype)).to(x.dtype)
+        return x + self.mlp(self.norm2(x).to(dtype)).to(x.dtype)
 
 
 class ViTBackbone(nn.Module):
@@ -159,14 +167,16 @@ class ViTBackbone(nn.Module):
     def forward(self, crop: torch.Tensor, keep_blocks: bool = False) -> BackboneOutput:
         """crop: B x 3 x 256 x 256 normalised RGB (the full crop; the width trim happens here).
 
-        The trunk runs in the dtype of its weights (float32, or half after ``WiLoR.set_compute_dtype``);
-        the read-outs are added to the float32 mean parameters in float32.
+        The patch embedding and the blocks' attention/MLP layers run in the dtype of their weights
+        (float32, or half after ``WiLoR.set_compute_dtype``); the token sequence between them, the
+        LayerNorms, the query-token embeddings and the read-outs are float32.
         """
         batch = crop.shape[0]
         dtype = self.patch_embed.proj.weight.dtype
         # SPEC 3.1: the ViT sees columns 32..223 only (B x 3 x 256 x 192)
         image = crop[:, :, :, CROP_WIDTH_TRIM:-CROP_WIDTH_TRIM].to(dtype)
         patch_tokens, grid_h, grid_w = self.patch_embed(image)
+        patch_tokens = patch_tokens.float()  # B x P x C
         if (grid_h, grid_w) != self.grid_size:
             raise ValueError(
                 f"crop gives a {grid_h}x{grid_w} patch grid, the positional table expects {self.grid_size}; "
@@ -176,9 +186,9 @@ class ViTBackbone(nn.Module):
         x = patch_tokens + self.pos_embed[:, 1:] + self.pos_embed[:, :1]
 
         # SPEC 3.4: query tokens from the mean parameters, identical for every sample, no positional term
-        pose_tokens = self.pose_emb(self.init_hand_pose.to(dtype).reshape(1, NUM_MANO_JOINTS, ROT6D_DIM))
-        shape_tokens = self.shape_emb(self.init_betas.to(dtype)).unsqueeze(1)
-        cam_tokens = self.cam_emb(self.init_cam.to(dtype)).unsqueeze(1)
+        pose_tokens = self.pose_emb(self.init_hand_pose.reshape(1, NUM_MANO_JOINTS, ROT6D_DIM))
+        shape_tokens = self.shape_emb(self.init_betas).unsqueeze(1)
+        cam_tokens = self.cam_emb(self.init_cam).unsqueeze(1)
         queries = torch.cat((pose_tokens, shape_tokens, cam_tokens), dim=1).expand(batch, -1, -1)
         x = torch.cat((queries, x), dim=1)
 
@@ -189,11 +199,11 @@ class ViTBackbone(nn.Module):
                 block_outputs.append(x)
         x = self.last_norm(x)
 
-        # SPEC 3.6: read-outs; float32 from here on so the mean parameters keep full precision
+        # SPEC 3.6: read-outs, float32 in every precision so the mean parameters keep full precision
         num_queries = NUM_MANO_JOINTS + NUM_EXTRA_TOKENS
-        pose_6d = self.decpose(x[:, :NUM_MANO_JOINTS]).float().reshape(batch, -1) + self.init_hand_pose
-        betas = self.decshape(x[:, NUM_MANO_JOINTS]).float() + self.init_betas
-        cam = self.deccam(x[:, NUM_MANO_JOINTS + 1]).float() + self.init_cam
+        pose_6d = self.decpose(x[:, :NUM_MANO_JOINTS]).reshape(batch, -1) + self.init_hand_pose
+        betas = self.decshape(x[:, NUM_MANO_JOINTS]) + self.init_betas
+        cam = self.deccam(x[:, NUM_MANO_JOINTS + 1]) + self.init_cam
         img_feat = x[:, num_queries:].reshape(batch, grid_h, grid_w, -1).permute(0, 3, 1, 2)
         rotmats = rot6d_to_rotmat(pose_6d.reshape(-1, ROT6D_DIM)).reshape(batch, NUM_MANO_JOINTS, 3, 3)
         return BackboneOutput(

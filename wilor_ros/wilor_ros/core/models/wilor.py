@@ -131,21 +131,25 @@ class WiLoR(nn.Module):
 
     @property
     def compute_dtype(self) -> torch.dtype:
-        """dtype the ViT and refinement head run in (MANO and 6D -> matrix always run in float32)."""
+        """dtype of the ViT's patch embedding and attention/MLP layers (everything else is float32)."""
         return self.backbone.patch_embed.proj.weight.dtype
 
     def set_compute_dtype(self, dtype: torch.dtype) -> WiLoR:
-        """Cast backbone and refinement head to ``dtype``; keep the mean parameters and MANO in float32.
+        """The mixed-precision recipe: cast only the ViT's patch embedding and its blocks' attention and
+        MLP layers (nearly all FLOPs) to ``dtype``; everything else stays float32.
 
-        The mean global orientation is nearly degenerate (SPEC 3.7): rounding init_hand_pose or the
-        6D -> matrix step to half precision would visibly change the root rotation.
+        float32 islands, the same as the TensorRT fp16 recipe (backends/tensorrt_backend.py): LayerNorms,
+        softmax (inside the fused attention kernel), the residual stream between blocks, the query-token
+        embeddings, the read-outs, the 6D -> matrix conversion, the refinement net and MANO. The mean
+        global orientation is nearly degenerate (SPEC 3.7): rounding init_hand_pose or the 6D -> matrix
+        step to half precision would visibly change the root rotation. ``float32`` undoes the cast.
         """
         if dtype not in (torch.float32, *HALF_DTYPES):
             raise ValueError(f"compute dtype must be float32, float16 or bfloat16, got {dtype}")
-        self.backbone.to(dtype)
-        self.refine_net.to(dtype)
-        for name in ("init_cam", "init_hand_pose", "init_betas"):
-            setattr(self.backbone, name, getattr(self.backbone, name).float())
+        self.backbone.patch_embed.to(dtype)
+        for block in self.backbone.blocks:
+            block.attn.to(dtype)
+            block.mlp.to(dtype)
         return self
 
     def forward(self, x: torch.Tensor, return_intermediates: bool = False) -> dict[str, Any]:
