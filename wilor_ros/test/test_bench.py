@@ -83,7 +83,9 @@ class CountingTorchBackend(TorchBackend):
 
 @pytest.fixture(scope="module")
 def counting_pipeline(synthetic_model_dir):
-    config = PipelineConfig(models=ModelPaths(model_dir=str(synthetic_model_dir)), use_detector=False)
+    config = PipelineConfig(
+        models=ModelPaths(model_dir=str(synthetic_model_dir)), backend="pytorch", use_detector=False
+    )
     backend = CountingTorchBackend(make_backend(config))
     return HandPipeline(config, backend)
 

@@ -590,6 +590,7 @@ def test_generated_parameter_docs_are_up_to_date():
     from wilor_ros.ros import parameter_docs
 
     assert parameter_docs.yaml_text() == (PACKAGE_DIR / "config" / "wilor.yaml").read_text()
+    assert parameter_docs.pipeline_yaml_text() == (PACKAGE_DIR / "config" / "pipeline.yaml").read_text()
     readme = parameter_docs.README_PATH.read_text()
     assert parameter_docs.readme_text(readme) == readme, "run: python -m wilor_ros.ros.parameter_docs"
 
@@ -628,7 +629,13 @@ def _play(h: Harness, events: list[tuple[float, object]], settle: float = 1.0) -
         h.spin_until(lambda offset=offset: time.monotonic() - start >= offset, offset + 5.0)
         action()
     frames = sum(1 for _, action in events if getattr(action, "is_image", False))
-    h.spin_until(lambda: _all_accounted(h.node.statistics(), frames), settle + 10.0)
+    h.spin_until(
+        lambda: (
+            _all_accounted(h.node.statistics(), frames)
+            and len(h.hands) >= h.node.statistics()["frames_processed"]
+        ),  # and the results are in
+        settle + 10.0,
+    )
 
 
 def _all_accounted(stats: dict[str, float], sent: int) -> bool:
@@ -781,3 +788,38 @@ def test_node_demo_pairs_each_output_with_its_own_input(
         assert saved.shape == inputs[path.stem].shape
         untouched = np.mean(np.all(saved == inputs[path.stem], axis=-1))
         assert untouched > 0.5, (path.name, untouched)
+
+
+def test_parameters_are_the_configuration_fields():
+    """Every parameter comes from a NodeConfig field: same default, range and live flag; the shipped
+    YAML files load into the dataclasses' defaults."""
+    from wilor_ros.core.config import field_info, load_config
+    from wilor_ros.core.pipeline import PipelineConfig
+    from wilor_ros.ros.node_config import NodeConfig
+    from wilor_ros.ros.node_parameters import NodeParameters
+
+    defaults = NodeConfig()
+    for spec in BY_NAME.values():
+        info = field_info(NodeConfig, spec.path)
+        assert spec.default == info.default and spec.read_only == (not info.setting.live), spec.name
+    assert NodeParameters.build({s.name: s.default for s in BY_NAME.values()}) == defaults
+    assert load_config(PipelineConfig, PACKAGE_DIR / "config" / "pipeline.yaml") == PipelineConfig()
+    assert BY_NAME["track_min_hits"].validate(0) and not BY_NAME["track_min_hits"].validate(3)
+
+
+def test_runtime_parameters_reach_the_pipeline(context, synthetic_model_dir):
+    node = make_node(
+        context, synthetic_model_dir, backend="pytorch", weight_loading="mmap", max_hands=3, track_min_hits=2
+    )
+    try:
+        config = node.pipeline.config
+        assert (config.backend, config.weight_loading, config.max_hands) == ("pytorch", "mmap", 3)
+        assert node.temporal.config.tracker.min_hits == 2
+        # a live change reaches the part that uses it; a fixed one is refused by ROS
+        assert node.set_parameters([Parameter("nms_iou_threshold", value=0.5)])[0].successful
+        assert node.pipeline.config.nms_iou_threshold == 0.5
+        assert node.set_parameters([Parameter("track_max_missed_frames", value=9)])[0].successful
+        assert node.temporal.tracker.config.max_missed_frames == 9
+        assert not node.set_parameters([Parameter("weight_loading", value="memory")])[0].successful
+    finally:
+        node.destroy_node()

@@ -37,7 +37,7 @@ def max_difference(a: ReconstructorOutput, b: ReconstructorOutput) -> dict[str, 
     [
         ({"backend": "onnxruntime", "torch_compile": True}, "torch_compile applies to the pytorch backend"),
         ({"backend": "onnxruntime", "cuda_graphs": True}, "cuda_graphs applies to the pytorch backend"),
-        ({"cuda_graphs": True}, "cuda_graphs needs a CUDA device"),
+        ({"backend": "pytorch", "cuda_graphs": True}, "cuda_graphs needs a CUDA device"),
         ({"weight_loading": "disk"}, "weight_loading must be one of"),
     ],
 )

@@ -21,9 +21,15 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
-
 T = TypeVar("T")
+
+
+def _yaml() -> Any:
+    """PyYAML, imported when a file or a text value is parsed: the pipeline itself (and the bare
+    GPU-check environment, which has no PyYAML) builds configurations without it."""
+    import yaml
+
+    return yaml
 
 
 SETTING_KEY = "wilor_setting"  # the dataclasses.field metadata key of a Setting
@@ -71,6 +77,12 @@ def setting(
 def settings_of(cls: type) -> dict[str, Setting]:
     """Field name -> Setting for the fields of ``cls`` declared with ``setting``."""
     return {f.name: f.metadata[SETTING_KEY] for f in dataclasses.fields(cls) if SETTING_KEY in f.metadata}
+
+
+def with_live_fields(current: T, new: T) -> T:
+    """``current`` with the ``live`` fields of ``new`` (the changes a running part accepts)."""
+    live = {name: getattr(new, name) for name, spec in settings_of(type(current)).items() if spec.live}
+    return dataclasses.replace(current, **live)  # type: ignore[type-var]
 
 
 def check_settings(obj: Any) -> None:
@@ -148,7 +160,7 @@ def _convert(value: Any, annotation: Any, where: str) -> Any:
         raise ValueError("; ".join(errors) or f"{where}: cannot convert {value!r}")
     if origin in (list, tuple):
         if isinstance(value, str):
-            value = yaml.safe_load(value)
+            value = _yaml().safe_load(value)
         if not isinstance(value, (list, tuple)):
             raise ValueError(f"{where}: expected a list, got {value!r}")
         if origin is tuple and args and args[-1] is not Ellipsis:
@@ -229,6 +241,32 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
     return plain(cfg)
 
 
+def documented_yaml(obj: Any, indent: int = 0) -> list[str]:
+    """YAML lines of dataclass ``obj``: each field with its Setting's doc as a comment above it,
+    nested dataclasses as indented sections."""
+    import textwrap
+
+    pad = "  " * indent
+    lines: list[str] = []
+    specs = settings_of(type(obj))
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            lines += [f"{pad}{f.name}:", *documented_yaml(value, indent + 1)]
+            continue
+        spec = specs.get(f.name)
+        if spec is not None:
+            extra = f" [{' | '.join(spec.choices)}]" if spec.choices else ""
+            if spec.minimum is not None:
+                extra = f" [{spec.minimum} .. {spec.maximum}]"
+            lines += [f"{pad}# {line}" for line in textwrap.wrap(spec.doc + extra, 96 - len(pad))]
+        dumped = (
+            _yaml().safe_dump({f.name: config_to_dict(value)}, default_flow_style=True, width=1000).strip()
+        )
+        lines.append(pad + dumped[1:-1])
+    return lines
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
     """``"a.b=3"`` -> (["a", "b"], 3); the value is parsed as YAML (numbers, booleans, lists)."""
     if "=" not in text:
@@ -237,7 +275,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     path = [part for part in key.strip().split(".") if part]
     if not path:
         raise ValueError(f"override {text!r} has an empty key")
-    return path, yaml.safe_load(raw) if raw.strip() else ""
+    return path, _yaml().safe_load(raw) if raw.strip() else ""
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -260,7 +298,7 @@ def load_config(
     Unknown keys anywhere are errors; every value is type-checked and range-checked."""
     data: dict[str, Any] = config_to_dict(cls())
     if path is not None:
-        loaded = yaml.safe_load(Path(path).read_text()) or {}
+        loaded = _yaml().safe_load(Path(path).read_text()) or {}
         if section:
             loaded = loaded.get(section, {})
         if not isinstance(loaded, dict):

@@ -24,6 +24,7 @@ import numpy as np
 
 from wilor_ros.core import camera, preprocessing
 from wilor_ros.core.backends.base import ReconstructorBackend, ReconstructorOutput
+from wilor_ros.core.config import Setting, check_settings, setting, settings_of
 from wilor_ros.core.constants import DEFAULT_RESCALE_FACTOR, MANO_PARENTS, OPENPOSE_ROTATION_SOURCE
 from wilor_ros.core.model_files import (
     DETECTOR_ONNX,
@@ -57,11 +58,17 @@ DEVICE_PREPROCESSING_BACKENDS = ("pytorch", "tensorrt")  # the backends with inf
 class ModelPaths:
     """Model files; relative names are looked up in ``model_dir``."""
 
-    model_dir: str = "models"
-    detector: str = DETECTOR_ONNX.default_name  # ONNX (wilor-ros export-detector)
-    checkpoint: str = RECONSTRUCTOR_CKPT.default_name  # pytorch backend
-    mano: str = MANO_RIGHT.default_name  # pytorch backend
-    reconstructor_onnx: str = RECONSTRUCTOR_ONNX.default_name  # onnxruntime/tensorrt backends
+    model_dir: str = setting(
+        "models", doc="folder with the model files (relative names below are looked up in it)"
+    )
+    detector: str = setting(DETECTOR_ONNX.default_name, doc="hand detector ONNX (wilor-ros export)")
+    checkpoint: str = setting(
+        RECONSTRUCTOR_CKPT.default_name, doc="reconstructor checkpoint (pytorch backend)"
+    )
+    mano: str = setting(MANO_RIGHT.default_name, doc="MANO right-hand model (pytorch backend)")
+    reconstructor_onnx: str = setting(
+        RECONSTRUCTOR_ONNX.default_name, doc="reconstructor ONNX (onnxruntime/tensorrt backends)"
+    )
 
     def resolve(self, name: str) -> Path:
         path = Path(name).expanduser()
@@ -70,36 +77,82 @@ class ModelPaths:
 
 @dataclass
 class PipelineConfig:
-    """Everything that shapes one pipeline (defaults: the official demo's settings)."""
+    """Everything that shapes one pipeline (defaults: the official demo's settings, except the
+    runtime). ``live`` fields can change on a running pipeline (``HandPipeline.reconfigure``)."""
 
     models: ModelPaths = field(default_factory=ModelPaths)
-    backend: str = "pytorch"  # pytorch | onnxruntime | tensorrt
-    device: str = "cpu"  # cpu | cuda | cuda:N
-    # fp32 | fp16 | bf16 | int8. pytorch: bf16 on CUDA or a CPU with AMX / AVX512-BF16 (refused
-    # elsewhere), fp16 on CUDA only; onnxruntime: int8; tensorrt: fp16 (RUNTIME_PRECISIONS)
-    precision: str = "fp32"
-    detection_threshold: float = 0.3  # the official demo's detector confidence
-    nms_iou_threshold: float = 0.7  # ultralytics' default, used by the official demo
-    max_hands: int = 4  # at most this many hands per image (highest scores first)
+    # onnxruntime, not pytorch: the runtime path then needs no torch (the node, Jetson images);
+    # `wilor-ros export` makes its file from the checkpoint once
+    backend: str = setting("onnxruntime", doc="reconstructor runtime", choices=BACKEND_CHOICES)
+    device: str = setting("cpu", doc="'cpu', 'cuda' or 'cuda:N'")
+    precision: str = setting(
+        "fp32",
+        doc="network precision. pytorch: bf16 on CUDA or on a CPU with AMX / AVX512-BF16 (refused on other "
+        "CPUs), fp16 on CUDA only (LayerNorm, softmax, 6D rotations and MANO stay float32); onnxruntime: "
+        "int8 (ViT blocks dynamically quantized, file made on first use); tensorrt: fp16",
+        choices=PRECISION_CHOICES,
+    )
+    detection_threshold: float = setting(
+        0.3,
+        doc="minimum detector confidence of a hand (the official demo's 0.3)",
+        minimum=0.0,
+        maximum=1.0,
+        live=True,
+    )
+    nms_iou_threshold: float = setting(
+        0.7,
+        doc="IoU above which overlapping boxes of one side are suppressed (0.7: ultralytics' default, "
+        "which the official demo uses)",
+        minimum=0.01,
+        maximum=1.0,
+        live=True,
+    )
+    max_hands: int = setting(
+        4,
+        doc="most hands reconstructed per image: the highest scores, whatever the box source",
+        minimum=1,
+        maximum=32,
+        live=True,
+    )
     # Crop side = rescale * max(h, 4/3 w): the official demo passes 2.0 (its dataset class
     # defaults to 2.5; the parity goldens cover both).
-    rescale_factor: float = DEFAULT_RESCALE_FACTOR
-    use_detector: bool = True  # False: only boxes given to predict() are used
-    # True: upload the frame once, crop/normalise on `device` (core/device_preprocessing.py) and hand
-    # the crops to backend.infer_tensor; within about one grey level of the exact CPU crop
-    device_preprocessing: bool = False
-    # pytorch backend only. "memory": private copies of the weights (no page-ins after start-up: the
-    # live node); "mmap": pages of the checkpoint file (fastest start-up: one-shot tools)
-    weight_loading: str = "memory"
-    lock_weights: bool = False  # mlock the CPU weights (needs CAP_IPC_LOCK or a high `ulimit -l`)
-    torch_compile: bool = False  # torch.compile (inductor) at start-up; needs a C++ compiler on CPU
-    cuda_graphs: bool = False  # one CUDA graph per batch size 1..max_hands (CUDA device only)
+    rescale_factor: float = setting(
+        DEFAULT_RESCALE_FACTOR,
+        doc="crop side = rescale_factor * box size (official demo 2.0, training 2.5)",
+        minimum=1.0,
+        maximum=4.0,
+        live=True,
+    )
+    use_detector: bool = setting(
+        True, doc="run the hand detector (False: only boxes given to predict() are used)"
+    )
+    device_preprocessing: bool = setting(
+        False,
+        doc="upload the frame once and crop/normalise on the device (core/device_preprocessing.py; "
+        "within about one grey level of the exact CPU crop); pytorch/tensorrt backends",
+    )
+    weight_loading: str = setting(
+        "memory",
+        doc="pytorch backend: 'memory' copies the weights into RAM at start-up (no page-ins later: the "
+        "live node); 'mmap' maps the checkpoint file (faster start-up, pages may be evicted and re-read)",
+        choices=WEIGHT_LOADING_CHOICES,
+    )
+    lock_weights: bool = setting(
+        False,
+        doc="pytorch backend on CPU: mlock the weights so they are never swapped out (needs "
+        "CAP_IPC_LOCK or a high enough 'ulimit -l')",
+    )
+    torch_compile: bool = setting(
+        False,
+        doc="pytorch backend: torch.compile (inductor) the network at start-up (minutes for the "
+        "released model; needs a C++ compiler on CPU, Triton on CUDA)",
+    )
+    cuda_graphs: bool = setting(
+        False, doc="pytorch backend on CUDA: replay one captured CUDA graph per batch size 1..max_hands"
+    )
 
     def validate(self) -> None:
-        if self.backend not in BACKEND_CHOICES:
-            raise ValueError(f"backend must be one of {BACKEND_CHOICES}, got {self.backend!r}")
-        if self.precision not in PRECISION_CHOICES:
-            raise ValueError(f"precision must be one of {PRECISION_CHOICES}, got {self.precision!r}")
+        check_settings(self)  # ranges and choices of every field
         if self.backend in RUNTIME_PRECISIONS and self.precision not in RUNTIME_PRECISIONS[self.backend]:
             raise ValueError(
                 f"the {self.backend} backend runs precision {' | '.join(RUNTIME_PRECISIONS[self.backend])}, "
@@ -107,22 +160,10 @@ class PipelineConfig:
             )
         if not (self.device == "cpu" or self.device.startswith("cuda")):
             raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
-        if not 0.0 <= self.detection_threshold <= 1.0:
-            raise ValueError(f"detection_threshold must be in [0, 1], got {self.detection_threshold}")
-        if not 0.0 < self.nms_iou_threshold <= 1.0:
-            raise ValueError(f"nms_iou_threshold must be in (0, 1], got {self.nms_iou_threshold}")
-        if self.max_hands < 1:
-            raise ValueError(f"max_hands must be >= 1, got {self.max_hands}")
-        if not 1.0 <= self.rescale_factor <= 4.0:
-            raise ValueError(f"rescale_factor must be in [1, 4], got {self.rescale_factor}")
         if self.device_preprocessing and self.backend not in DEVICE_PREPROCESSING_BACKENDS:
             raise ValueError(
                 f"device_preprocessing needs a torch-tensor backend {DEVICE_PREPROCESSING_BACKENDS}, "
                 f"got {self.backend!r}; set device_preprocessing=False for onnxruntime"
-            )
-        if self.weight_loading not in WEIGHT_LOADING_CHOICES:
-            raise ValueError(
-                f"weight_loading must be one of {WEIGHT_LOADING_CHOICES}, got {self.weight_loading!r}"
             )
         for name in ("torch_compile", "cuda_graphs"):
             if getattr(self, name) and self.backend != "pytorch":
@@ -254,6 +295,22 @@ class HandPipeline:
                 device=config.device,
             )
         return cls(config, make_backend(config), detector)
+
+    def reconfigure(self, config: PipelineConfig) -> None:
+        """Take ``config`` from the next frame on; only its ``live`` fields may differ."""
+        config.validate()
+        fixed = [
+            f.name
+            for f in dataclasses.fields(PipelineConfig)
+            if not settings_of(PipelineConfig).get(f.name, Setting("")).live
+            and getattr(config, f.name) != getattr(self.config, f.name)
+        ]
+        if fixed:
+            raise ValueError(f"{', '.join(fixed)} cannot change on a running pipeline: build a new one")
+        self.config = config
+        if self.detector is not None:
+            self.detector.conf_threshold = config.detection_threshold
+            self.detector.iou_threshold = config.nms_iou_threshold
 
     # ------------------------------------------------------------------ stages
     def detect(self, image_rgb: np.ndarray) -> list[HandDetection]:

@@ -23,10 +23,11 @@ from typing import TYPE_CHECKING, Any
 
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
+from wilor_ros.ros.node_config import INPUT_QOS_CHOICES
+
 if TYPE_CHECKING:
     from rclpy.node import Node
 
-INPUT_QOS_CHOICES = ("auto", "reliable", "best_effort")
 CHECK_PERIOD_S = 0.25
 # keep-last depth of a reliable input: enough to absorb a burst, small enough that a slow node
 # never makes a reliable publisher block (keep-last never blocks the writer)

@@ -23,7 +23,8 @@ from wilor_ros.core.types import CameraIntrinsics, HandDetection
 from wilor_ros.ros import image_conversion
 from wilor_ros.ros.diagnostics import FrameStatistics, ThrottledWarnings
 from wilor_ros.ros.input_qos import InputSubscription
-from wilor_ros.ros.input_sync import LatestFrameSlot, PairedFrame, PairingConfig, StampPairer, stamp_ns
+from wilor_ros.ros.input_sync import LatestFrameSlot, PairedFrame, StampPairer, stamp_ns
+from wilor_ros.ros.node_config import NodeConfig
 
 if TYPE_CHECKING:
     from rclpy.node import Node
@@ -55,28 +56,26 @@ class NodeInputs:
     """Subscriptions, pairing by stamp and conversion (see the module docstring)."""
 
     def __init__(
-        self,
-        node: Node,
-        params: dict[str, Any],
-        pairing: PairingConfig,
-        warnings: ThrottledWarnings,
-        stats: FrameStatistics,
+        self, node: Node, config: NodeConfig, warnings: ThrottledWarnings, stats: FrameStatistics
     ) -> None:
-        self._params, self._warnings, self._stats = params, warnings, stats
+        self.config = config.inputs
+        self._warnings, self._stats = warnings, stats
         self._log = node.get_logger()
+        pairing = config.pairing_config()
         self.pairer = StampPairer(pairing)
         self.slot = LatestFrameSlot()
         self.intrinsics: CameraIntrinsics | None = None
-        compressed = params["image_transport"] == "compressed"
+        params = self.config
+        compressed = params.image_transport == "compressed"
         image_type, topic = (CompressedImage, "image/compressed") if compressed else (Image, "image")
-        qos_mode, info = params["input_qos"], self._log.info
+        qos_mode, info = params.input_qos, self._log.info
         self.image = InputSubscription(
             node, image_type, topic, self._input(self.pairer.add_image), qos_mode, info
         )
         node.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos_profile_sensor_data)
-        if params["use_depth"]:
+        if params.use_depth:
             InputSubscription(node, Image, "depth", self._input(self.pairer.add_depth), qos_mode, info)
-        if params["use_external_boxes"]:
+        if params.use_external_boxes:
             reliable = QoSProfile(depth=BOXES_DEPTH, reliability=ReliabilityPolicy.RELIABLE)
             node.create_subscription(
                 HandDetectionArray, "hand_boxes", self._input(self.pairer.add_boxes), reliable
@@ -84,6 +83,11 @@ class NodeInputs:
         if pairing.waits:
             period = min(pairing.boxes_timeout_s, pairing.depth_timeout_s) / 4
             node.create_timer(max(0.005, period), lambda: self._hand_on(self.pairer.expire()))
+
+    def reconfigure(self, config: NodeConfig) -> None:
+        """Live input settings (frame id, camera_info use, pairing timeouts)."""
+        self.config = config.inputs
+        self.pairer.reconfigure(config.pairing_config())
 
     # ------------------------------------------------------------------ callbacks (no inference)
     def _hand_on(self, frames: list[PairedFrame]) -> None:
@@ -97,7 +101,7 @@ class NodeInputs:
         return callback
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
-        if not self._params["use_camera_info"]:
+        if not self.config.use_camera_info:
             return
         self._stats.camera_info_received += 1
         try:
@@ -124,10 +128,10 @@ class NodeInputs:
     # ------------------------------------------------------------------ conversion (worker thread)
     def convert(self, frame: PairedFrame) -> FrameInputs:
         """The frame's numpy inputs; raises SkipFrame when the image itself is unusable."""
-        p = self._params
+        p = self.config
         header = frame.image.header
         if not header.frame_id:
-            header.frame_id = p["default_frame_id"]
+            header.frame_id = p.default_frame_id
             self._warnings.once(
                 "frame_id", f"images have an empty frame_id: publishing in '{header.frame_id}'"
             )
@@ -138,7 +142,7 @@ class NodeInputs:
                 rgb = image_conversion.image_to_rgb(frame.image)
         except ValueError as exc:
             raise SkipFrame("image", f"image skipped: {exc}") from exc
-        intrinsics = self.intrinsics if p["use_camera_info"] else None
+        intrinsics = self.intrinsics if p.use_camera_info else None
         if intrinsics is None:
             self._warnings.once(
                 "heuristic",
@@ -149,8 +153,8 @@ class NodeInputs:
             header=header,
             stamp=frame.stamp,
             rgb=rgb,
-            boxes=self._boxes(frame.boxes, rgb.shape[:2]) if p["use_external_boxes"] else None,
-            depth_m=self._depth(frame, rgb.shape[:2]) if p["use_depth"] else None,
+            boxes=self._boxes(frame.boxes, rgb.shape[:2]) if p.use_external_boxes else None,
+            depth_m=self._depth(frame, rgb.shape[:2]) if p.use_depth else None,
             intrinsics=intrinsics,
         )
 

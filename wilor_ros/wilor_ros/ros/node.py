@@ -29,12 +29,14 @@ import rclpy
 import rclpy.executors
 from rclpy.node import Node
 
+from wilor_ros.core.config import with_live_fields
 from wilor_ros.core.model_files import MissingModelFilesError
 from wilor_ros.core.pipeline import HandPipeline, PipelineConfig
 from wilor_ros.core.temporal import TemporalHandPipeline
 from wilor_ros.ros.diagnostics import FrameStatistics, ThrottledWarnings, diagnostic_array, status_line
 from wilor_ros.ros.input_sync import NS_PER_S, PairedFrame
 from wilor_ros.ros.inputs import NodeInputs, SkipFrame
+from wilor_ros.ros.node_config import NodeConfig
 from wilor_ros.ros.node_parameters import NodeParameters, usage
 from wilor_ros.ros.outputs import HandOutputs
 
@@ -60,39 +62,41 @@ class HandReconstructionNode(Node):
         self._running = False
         self.inputs: NodeInputs | None = None
         self.temporal: TemporalHandPipeline | None = None
-        self.params = NodeParameters(self, self._on_parameters_changed)
-        p = self.params.values
-        self.warnings = ThrottledWarnings(self.get_logger().warning, lambda: p["warn_throttle"])
+        self.params = NodeParameters(self, self._on_config_changed)
+        config = self.params.config
+        self.warnings = ThrottledWarnings(
+            self.get_logger().warning, lambda: self.params.config.outputs.warn_throttle
+        )
         self.stats = FrameStatistics()
 
         factory = pipeline_factory or HandPipeline.from_config
-        self.pipeline = factory(self.params.pipeline_config())  # MissingModelFilesError: refuse
+        self.pipeline = factory(config.pipeline_config())  # MissingModelFilesError: refuse
         if self.pipeline.synthetic:
             self.get_logger().warning(
                 "running with SYNTHETIC models: the published hands are not real estimates"
             )
-        self.temporal = TemporalHandPipeline(self.pipeline, self.params.temporal_config())
+        self.temporal = TemporalHandPipeline(self.pipeline, config.temporal)
         self._last_stamp: int | None = None
 
         label = "SYNTHETIC MODELS" if self.pipeline.synthetic else None
-        self.outputs = HandOutputs(
-            self, getattr(self.pipeline.backend, "faces", None), label, self.warnings.warn
-        )
-        self.inputs = NodeInputs(self, p, self.params.pairing_config(), self.warnings, self.stats)
-        self.create_timer(p["diagnostics_period"], self._publish_diagnostics)
+        self.outputs = HandOutputs(self, self.pipeline.backend.faces, label, self.warnings.warn)
+        self.inputs = NodeInputs(self, config, self.warnings, self.stats)
+        self.create_timer(config.outputs.diagnostics_period, self._publish_diagnostics)
         self._running = True
         self._worker = threading.Thread(target=self._work, name="wilor_worker", daemon=True)
         self._worker.start()
-        config = self.pipeline.config
+        pipeline = self.pipeline.config
         self.get_logger().info(
-            f"ready: backend={config.backend} device={config.device} input={self.inputs.image.topic_name}"
+            f"ready: backend={pipeline.backend} device={pipeline.device} input={self.inputs.image.topic_name}"
         )
 
-    def _on_parameters_changed(self, updates: dict[str, Any]) -> None:
-        """Live changes (validated by NodeParameters) reach the parts that use them."""
+    def _on_config_changed(self, old: NodeConfig, new: NodeConfig) -> None:
+        """A live parameter change (validated by NodeParameters): each part takes its share."""
+        del old
         if self.temporal is not None and self.inputs is not None:
-            self.params.apply_live(updates, self.pipeline, self.temporal)
-            self.inputs.pairer.config = self.params.pairing_config()
+            self.pipeline.reconfigure(with_live_fields(self.pipeline.config, new.pipeline))
+            self.temporal.reconfigure(new.temporal)
+            self.inputs.reconfigure(new)
 
     # ------------------------------------------------------------------ worker
     def _work(self) -> None:
@@ -130,7 +134,7 @@ class HandReconstructionNode(Node):
         # ordered by track id: TF names (right_hand, right_hand_2, ...) stay with their tracks
         hands = sorted(hands, key=lambda h: h.track_id)
         self._last_stamp = frame.stamp
-        self.outputs.publish(inputs.header, hands, inputs.rgb, self.params.output_switches())
+        self.outputs.publish(inputs.header, hands, inputs.rgb, self.params.config.outputs)
         self.stats.record_processed((self.get_clock().now().nanoseconds - frame.stamp) / NS_PER_S)
 
     # ------------------------------------------------------------------ diagnostics
@@ -148,7 +152,7 @@ class HandReconstructionNode(Node):
             diagnostic_array(name, f"{config.backend}/{config.device}", self.pipeline.synthetic, stats, stamp)
         )
         if stats["frames_received"]:
-            period = max(5.0, self.params.values["diagnostics_period"])
+            period = max(5.0, self.params.config.outputs.diagnostics_period)
             self.get_logger().info(status_line(stats), throttle_duration_sec=period)
 
     def destroy_node(self) -> None:

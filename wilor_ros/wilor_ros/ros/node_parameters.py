@@ -1,5 +1,5 @@
-"""The node's parameters at run time: declared from ``parameters.PARAMETERS``, validated when set,
-turned into the configurations of the parts, and applied live where a part allows it."""
+"""The node's parameters at run time: declared from ``parameters.PARAMETERS`` (derived from
+``NodeConfig``'s fields), validated when set, and turned into one ``NodeConfig``."""
 
 from __future__ import annotations
 
@@ -9,19 +9,12 @@ from typing import TYPE_CHECKING, Any
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 
-from wilor_ros.core.filtering import FilterConfig, HandFilter
-from wilor_ros.core.pipeline import ModelPaths, PipelineConfig
-from wilor_ros.core.temporal import TemporalConfig
-from wilor_ros.core.tracking import TrackerConfig
-from wilor_ros.ros.input_sync import PairingConfig
-from wilor_ros.ros.outputs import OutputSwitches
+from wilor_ros.core.config import load_config
+from wilor_ros.ros.node_config import NodeConfig
 from wilor_ros.ros.parameters import BY_NAME, PARAMETERS, ParamSpec
 
 if TYPE_CHECKING:
     from rclpy.node import Node
-
-    from wilor_ros.core.pipeline import HandPipeline
-    from wilor_ros.core.temporal import TemporalHandPipeline
 
 
 def descriptor(spec: ParamSpec) -> ParameterDescriptor:
@@ -42,13 +35,14 @@ def descriptor(spec: ParamSpec) -> ParameterDescriptor:
 
 
 class NodeParameters:
-    """Declares every parameter on ``node``; ``values`` always holds the current ones.
+    """Declares every parameter on ``node``; ``config`` is always the NodeConfig they make.
 
-    A value set at run time is validated (the reason of a rejection goes back to the caller);
-    accepted changes are passed to ``on_change``.
+    A value set at run time is validated (type, range, then the whole configuration through
+    ``load_config``; the reason of a rejection goes back to the caller); an accepted change is
+    passed to ``on_change(old, new)``.
     """
 
-    def __init__(self, node: Node, on_change: Callable[[dict[str, Any]], None]) -> None:
+    def __init__(self, node: Node, on_change: Callable[[NodeConfig, NodeConfig], None]) -> None:
         for spec in PARAMETERS:
             node.declare_parameter(spec.name, spec.default, descriptor(spec))
         self.values: dict[str, Any] = {spec.name: node.get_parameter(spec.name).value for spec in PARAMETERS}
@@ -56,8 +50,15 @@ class NodeParameters:
             reason = BY_NAME[name].validate(value)
             if reason:
                 raise ValueError(f"parameter {reason}")
+        self.config = self.build(self.values)
         self._on_change = on_change
         node.add_on_set_parameters_callback(self._on_set)
+
+    @staticmethod
+    def build(values: dict[str, Any]) -> NodeConfig:
+        """The NodeConfig of these parameter values (the one configuration function, with the
+        parameters as dotted-path overrides); raises ValueError naming what is wrong."""
+        return load_config(NodeConfig, None, {BY_NAME[name].path: value for name, value in values.items()})
 
     def _on_set(self, parameters: list[Any]) -> SetParametersResult:
         updates = {}
@@ -69,102 +70,22 @@ class NodeParameters:
             if reason:
                 return SetParametersResult(successful=False, reason=reason)
             updates[param.name] = param.value
-        self.values.update(updates)
-        self._on_change(updates)
+        if not updates:
+            return SetParametersResult(successful=True)
+        values = {**self.values, **updates}
+        try:
+            config = self.build(values)
+        except ValueError as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+        old, old_values = self.config, self.values
+        self.values, self.config = values, config
+        try:
+            self._on_change(old, config)
+        except ValueError as exc:  # a part refused it: nothing changes
+            self.values, self.config = old_values, old
+            self._on_change(config, old)
+            return SetParametersResult(successful=False, reason=str(exc))
         return SetParametersResult(successful=True)
-
-    # ------------------------------------------------------------------ configurations
-    def pipeline_config(self) -> PipelineConfig:
-        p = self.values
-        return PipelineConfig(
-            models=ModelPaths(
-                model_dir=p["model_dir"],
-                detector=p["detector_file"],
-                checkpoint=p["checkpoint_file"],
-                mano=p["mano_file"],
-                reconstructor_onnx=p["reconstructor_onnx_file"],
-            ),
-            backend=p["backend"],
-            device=p["device"],
-            precision=p["precision"],
-            detection_threshold=p["detection_threshold"],
-            nms_iou_threshold=p["nms_iou_threshold"],
-            max_hands=p["max_hands"],
-            rescale_factor=p["rescale_factor"],
-            use_detector=not p["use_external_boxes"],
-        )
-
-    def temporal_config(self) -> TemporalConfig:
-        p = self.values
-        return TemporalConfig(
-            tracking=p["use_tracking"],
-            filtering=p["use_filter"],
-            detector_skipping=p["detector_skipping"],
-            tracker=TrackerConfig(
-                min_hits=p["track_min_hits"],
-                max_missed_frames=p["track_max_missed_frames"],
-                redetect_every_n_frames=p["redetect_every_n_frames"],
-            ),
-            filter=FilterConfig(min_cutoff=p["filter_min_cutoff"], beta=p["filter_beta"]),
-        )
-
-    def pairing_config(self) -> PairingConfig:
-        p = self.values
-        return PairingConfig(
-            boxes=p["use_external_boxes"],
-            boxes_timeout_s=p["external_boxes_timeout"],
-            depth=p["use_depth"],
-            depth_timeout_s=p["depth_timeout"],
-            depth_max_age_s=p["depth_max_age"],
-        )
-
-    def output_switches(self) -> OutputSwitches:
-        p = self.values
-        return OutputSwitches(
-            teleop=p["publish_teleop"],
-            tf=p["publish_tf"],
-            markers=p["publish_markers"],
-            debug_image=p["publish_debug_image"],
-            frame_prefix=p["frame_prefix"],
-        )
-
-    def apply_live(
-        self, updates: dict[str, Any], pipeline: HandPipeline, temporal: TemporalHandPipeline
-    ) -> None:
-        """Live changes of the detection and temporal parameters (read at the next frame)."""
-        cfg = pipeline.config
-        for key in ("detection_threshold", "nms_iou_threshold", "max_hands", "rescale_factor"):
-            if key in updates:
-                setattr(cfg, key, updates[key])
-        detector = pipeline.detector
-        if detector is not None:
-            for key, attr in (
-                ("detection_threshold", "conf_threshold"),
-                ("nms_iou_threshold", "iou_threshold"),
-            ):
-                if key in updates and hasattr(detector, attr):
-                    setattr(detector, attr, updates[key])
-        tcfg = temporal.config
-        for key, attr in (
-            ("use_tracking", "tracking"),
-            ("use_filter", "filtering"),
-            ("detector_skipping", "detector_skipping"),
-        ):
-            if key in updates:
-                setattr(tcfg, attr, updates[key])
-        for key, attr in (
-            ("track_min_hits", "min_hits"),
-            ("track_max_missed_frames", "max_missed_frames"),
-            ("redetect_every_n_frames", "redetect_every_n_frames"),
-        ):
-            if key in updates:
-                setattr(tcfg.tracker, attr, updates[key])
-        if "filter_min_cutoff" in updates or "filter_beta" in updates:
-            # filter states keep the parameters they started with: start them over
-            tcfg.filter = FilterConfig(
-                min_cutoff=self.values["filter_min_cutoff"], beta=self.values["filter_beta"]
-            )
-            temporal.hand_filter = HandFilter(tcfg.filter)
 
 
 def usage() -> str:

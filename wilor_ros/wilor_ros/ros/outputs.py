@@ -4,7 +4,6 @@ handed a node, it owns the output publishers."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -18,6 +17,7 @@ from wilor_msgs.msg import HandMeshArray, MeshTopology, TeleopHandArray
 from wilor_ros.core.types import HandEstimate
 from wilor_ros.ros import image_conversion
 from wilor_ros.ros.messages import estimates_to_array_msg, mesh_topology_msg
+from wilor_ros.ros.node_config import OutputConfig
 from wilor_ros.ros.teleop import teleop_array_msg
 from wilor_ros.ros.tf import HandTfBroadcaster
 
@@ -25,17 +25,6 @@ if TYPE_CHECKING:
     from rclpy.node import Node
 
 OUTPUT_DEPTH = 10
-
-
-@dataclass
-class OutputSwitches:
-    """Which optional outputs are on (the node's publish_* parameters)."""
-
-    teleop: bool = True
-    tf: bool = True
-    markers: bool = True
-    debug_image: bool = True
-    frame_prefix: str = ""
 
 
 class HandOutputs:
@@ -73,20 +62,24 @@ class HandOutputs:
             self._marker_builder = HandMarkerBuilder(self.faces)
 
     def publish(
-        self, header: Header, hands: list[HandEstimate], rgb: np.ndarray, switches: OutputSwitches
+        self, header: Header, hands: list[HandEstimate], rgb: np.ndarray, switches: OutputConfig
     ) -> None:
         self.hands.publish(estimates_to_array_msg(hands, header))
-        if switches.teleop:
+        if switches.publish_teleop:
             teleop, skipped = teleop_array_msg(hands, header)
             if skipped:
                 self._warn("teleop", f"{skipped} hand(s) without a palm frame left out of teleop_hands")
             self.teleop.publish(teleop)
-        if switches.tf and hands:
+        if switches.publish_tf and hands:
             self.tf.send_hands(hands, header, switches.frame_prefix)
-        if switches.markers and self._marker_builder is not None and self.markers.get_subscription_count():
+        if (
+            switches.publish_markers
+            and self._marker_builder is not None
+            and self.markers.get_subscription_count()
+        ):
             self.markers.publish(self._marker_builder.build(hands, header))
             self.markers_built += 1
-        if switches.debug_image and self.debug.get_subscription_count():
+        if switches.publish_debug_image and self.debug.get_subscription_count():
             from wilor_ros.core.overlay import draw_hands
 
             overlay = draw_hands(rgb, hands, self.faces, label=self._label)

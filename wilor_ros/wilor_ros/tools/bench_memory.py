@@ -100,10 +100,13 @@ def _stage_function(stage: str, model_dir: str) -> Callable[[np.ndarray, list], 
         torch.set_num_threads(1)
         return lambda frame, hands: crop_hands_torch(torch.from_numpy(frame), hands)
     if stage == "pipeline":
-        from wilor_ros.core.pipeline import HandPipeline, ModelPaths, PipelineConfig
+        from wilor_ros.core.config import load_config
+        from wilor_ros.core.pipeline import HandPipeline, PipelineConfig
 
-        config = PipelineConfig(
-            models=ModelPaths(model_dir=model_dir), backend="onnxruntime", use_detector=False
+        config = load_config(
+            PipelineConfig,
+            None,
+            {"models.model_dir": model_dir, "backend": "onnxruntime", "use_detector": False},
         )
         pipeline = HandPipeline.from_config(config)
         return lambda frame, hands: pipeline.predict(frame, boxes=hands)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from wilor_ros.core.pipeline import HandPipeline
+from wilor_ros.core.pipeline import BACKEND_CHOICES, HandPipeline
 from wilor_ros.core.temporal import TemporalConfig, TemporalHandPipeline
 from wilor_ros.core.tracking import TrackerConfig
 from wilor_ros.core.types import CameraIntrinsics, HandDetection, Side
@@ -187,18 +187,21 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m wilor_ros.tools.bench_temporal --model-dir DIR``: print the table."""
     import argparse
 
+    from wilor_ros.core.config import load_config
     from wilor_ros.core.pipeline import ModelPaths, PipelineConfig
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-dir", required=True, help="models (detector.onnx optional, MANO_RIGHT.pkl)")
-    parser.add_argument("--backend", default="onnxruntime", choices=("pytorch", "onnxruntime", "tensorrt"))
+    parser.add_argument("--backend", default="onnxruntime", choices=BACKEND_CHOICES)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--frames", type=int, default=DEFAULT_FRAMES)
     parser.add_argument("--redetect-every", type=int, default=10)
     args = parser.parse_args(argv)
     paths = ModelPaths(model_dir=args.model_dir)
-    config = PipelineConfig(models=paths, backend=args.backend, device=args.device)
-    config.use_detector = paths.resolve(paths.detector).is_file()
+    overrides = {"models.model_dir": args.model_dir, "backend": args.backend, "device": args.device}
+    config = load_config(
+        PipelineConfig, None, {**overrides, "use_detector": paths.resolve(paths.detector).is_file()}
+    )
     pipeline = HandPipeline.from_config(config)
     try:
         _, table = run_skipping_bench(pipeline, paths.resolve(paths.mano), args.frames, args.redetect_every)

@@ -7,8 +7,8 @@ import logging
 import sys
 from pathlib import Path
 
-from wilor_ros.core.config import load_config
-from wilor_ros.core.pipeline import PipelineConfig
+from wilor_ros.core.config import load_config, parse_override
+from wilor_ros.core.pipeline import BACKEND_CHOICES, PRECISION_CHOICES, PipelineConfig
 
 LOG = logging.getLogger("wilor_ros")
 
@@ -19,16 +19,16 @@ DEFAULT_OUT_DIR = PACKAGE_DIR.parent / "out"
 
 def _add_pipeline_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--config", type=Path, help="pipeline YAML (PipelineConfig keys, e.g. config/pipeline.yaml)"
+        "--config",
+        type=Path,
+        help="pipeline YAML (PipelineConfig keys; config/pipeline.yaml lists them all with their defaults)",
     )
     parser.add_argument(
         "--model-dir", type=Path, default=None, help=f"model folder (default {DEFAULT_MODEL_DIR})"
     )
-    parser.add_argument(
-        "--backend", choices=("pytorch", "onnxruntime", "tensorrt"), help="reconstructor runtime"
-    )
+    parser.add_argument("--backend", choices=BACKEND_CHOICES, help="reconstructor runtime")
     parser.add_argument("--device", help="cpu | cuda | cuda:N")
-    parser.add_argument("--precision", choices=("fp32", "fp16", "bf16"))
+    parser.add_argument("--precision", choices=PRECISION_CHOICES)
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -39,14 +39,21 @@ def _add_pipeline_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def pipeline_config_from_args(args: argparse.Namespace) -> PipelineConfig:
-    overrides = list(args.overrides)
+def pipeline_config_from_args(
+    args: argparse.Namespace, fixed: dict[str, object] | None = None
+) -> PipelineConfig:
+    """The one way every command builds its PipelineConfig: defaults, then ``--config`` YAML, then
+    the command's own flags and ``fixed`` choices, then ``--set KEY=VALUE`` overrides."""
+    flags: dict[str, object] = {
+        "models.model_dir": str(getattr(args, "model_dir", None) or DEFAULT_MODEL_DIR)
+    }
     for key in ("backend", "device", "precision"):
         if getattr(args, key, None):
-            overrides.append(f"{key}={getattr(args, key)}")
-    model_dir = args.model_dir or DEFAULT_MODEL_DIR
-    overrides.insert(0, f"models.model_dir={model_dir}")
-    return load_config(PipelineConfig, args.config, overrides)
+            flags[key] = getattr(args, key)
+    flags.update(fixed or {})
+    for path, value in map(parse_override, getattr(args, "overrides", None) or []):
+        flags[".".join(path)] = value
+    return load_config(PipelineConfig, getattr(args, "config", None), flags)
 
 
 # ---------------------------------------------------------------- commands
@@ -54,10 +61,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from wilor_ros.core.pipeline import HandPipeline
     from wilor_ros.tools.demo import load_boxes_file, run_demo
 
-    config = pipeline_config_from_args(args)
     boxes = load_boxes_file(args.boxes) if args.boxes else None
-    if boxes is not None:
-        config.use_detector = False
+    config = pipeline_config_from_args(args, {"use_detector": False} if boxes is not None else None)
     pipeline = HandPipeline.from_config(config)
     results = run_demo(pipeline, args.inputs, args.out, boxes=boxes, save_obj=args.obj, save_video=args.video)
     hands = sum(len(r.hands) for r in results)
@@ -382,7 +387,7 @@ def _bench_weight_loading(args: argparse.Namespace) -> int:
 
 def _bench_detector_skipping(args: argparse.Namespace) -> None:
     """Frames/s and detector calls per frame with and without tracker-predicted boxes."""
-    from wilor_ros.core.pipeline import HandPipeline, ModelPaths, PipelineConfig
+    from wilor_ros.core.pipeline import HandPipeline
     from wilor_ros.tools.bench_temporal import run_skipping_bench
     from wilor_ros.tools.synthetic_models import make_synthetic_models
 
@@ -390,9 +395,7 @@ def _bench_detector_skipping(args: argparse.Namespace) -> None:
     if model_dir is None:  # the synthetic set, with its (real-cost, finds-nothing) detector
         model_dir = DEFAULT_OUT_DIR / "bench_models" / f"skipping-{args.model_size or 'small'}"
         make_synthetic_models(model_dir, size=args.model_size or "small", detector=True)
-    config = PipelineConfig(
-        models=ModelPaths(model_dir=str(model_dir)), backend="onnxruntime", device=args.device or "cpu"
-    )
+    config = pipeline_config_from_args(args, {"models.model_dir": str(model_dir), "backend": "onnxruntime"})
     pipeline = HandPipeline.from_config(config)
     _, table = run_skipping_bench(pipeline, Path(model_dir) / "MANO_RIGHT.pkl")
     print("\ndetector skipping (tracker-predicted boxes between detections):")
@@ -401,7 +404,7 @@ def _bench_detector_skipping(args: argparse.Namespace) -> None:
 
 def _bench_offline(args: argparse.Namespace) -> int:
     """``process`` vs the node's per-frame path on one recorded bag, same pipeline."""
-    from wilor_ros.core.pipeline import HandPipeline, ModelPaths, PipelineConfig
+    from wilor_ros.core.pipeline import HandPipeline
     from wilor_ros.tools.bench_offline import format_offline_bench, run_offline_bench
     from wilor_ros.tools.main_demo import reference_dir
     from wilor_ros.tools.synthetic_models import make_synthetic_models
@@ -411,12 +414,9 @@ def _bench_offline(args: argparse.Namespace) -> int:
         model_dir = DEFAULT_OUT_DIR / "bench_models" / f"offline-{args.model_size}"
         make_synthetic_models(model_dir, size=args.model_size, detector=False)
     backend = args.backends[0] if args.backends else "onnxruntime"
-    config = PipelineConfig(
-        models=ModelPaths(model_dir=str(model_dir)),
-        backend=backend,
-        device=args.device or "cpu",
-        precision=args.precision or "fp32",
-        use_detector=args.model_dir is not None,
+    config = pipeline_config_from_args(
+        args,
+        {"models.model_dir": str(model_dir), "backend": backend, "use_detector": args.model_dir is not None},
     )
     pipeline = HandPipeline.from_config(config)
     try:
@@ -548,14 +548,13 @@ def cmd_process(args: argparse.Namespace) -> int:
     if args.copy_topics:
         overrides.append(f"copy_topics={list(args.copy_topics)}")
     config = load_config(ProcessConfig, args.process_config, overrides)
-    pipeline_config = pipeline_config_from_args(args)
     boxes = None
     if args.boxes:
         from wilor_ros.tools.demo import load_boxes_file
 
         boxes = load_boxes_file(args.boxes)
-    if boxes is not None or config.boxes_topic:
-        pipeline_config.use_detector = False  # boxes come from outside
+    outside = boxes is not None or bool(config.boxes_topic)  # boxes come from outside: no detector
+    pipeline_config = pipeline_config_from_args(args, {"use_detector": False} if outside else None)
     out = args.out or DEFAULT_OUT_DIR / "process" / Path(args.input).stem
     pipeline = HandPipeline.from_config(pipeline_config)
     try:

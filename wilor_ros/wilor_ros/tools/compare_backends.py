@@ -22,11 +22,11 @@ import numpy as np
 
 from wilor_ros.core import preprocessing
 from wilor_ros.core.backends.base import ReconstructorBackend, ReconstructorOutput
+from wilor_ros.core.config import load_config
 from wilor_ros.core.constants import CROP_SIZE
 from wilor_ros.core.pipeline import (
     BACKEND_CHOICES,
     PRECISION_CHOICES,
-    ModelPaths,
     PipelineConfig,
     make_backend,
 )
@@ -87,17 +87,20 @@ class BackendSpec:
 
     def pipeline_config(self, model_dir: str | Path, device: str, **overrides: object) -> PipelineConfig:
         """A PipelineConfig running this spec on the model folder's files (``overrides``: other fields)."""
-        config = PipelineConfig(
-            models=ModelPaths(model_dir=str(model_dir)),
-            backend=self.runtime,
-            device=device,
-            precision=self.precision,
-            torch_compile=self.torch_compile,
-            cuda_graphs=self.cuda_graphs,
-            device_preprocessing=self.device_preprocessing,
-            **overrides,  # type: ignore[arg-type]
+        config = load_config(
+            PipelineConfig,
+            None,
+            {
+                "models.model_dir": str(model_dir),
+                "backend": self.runtime,
+                "device": device,
+                "precision": self.precision,
+                "torch_compile": self.torch_compile,
+                "cuda_graphs": self.cuda_graphs,
+                "device_preprocessing": self.device_preprocessing,
+                **overrides,
+            },
         )
-        config.validate()
         return config
 
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from wilor_ros.core.config import load_config
 from wilor_ros.core.model_files import (
     DETECTOR_PT,
     MANO_RIGHT,
@@ -18,7 +19,7 @@ from wilor_ros.core.model_files import (
     MissingModelFilesError,
     check_model_files,
 )
-from wilor_ros.core.pipeline import HandPipeline, ModelPaths, PipelineConfig
+from wilor_ros.core.pipeline import HandPipeline, PipelineConfig
 
 if TYPE_CHECKING:
     from wilor_ros.tools.demo import DemoFrame
@@ -83,9 +84,7 @@ def run_main_demo(model_dir: Path, out_dir: Path) -> int:
         from wilor_ros.tools.model_export import export_all
 
         export_all(model_dir)
-        config = PipelineConfig(
-            models=ModelPaths(model_dir=str(model_dir)), backend="onnxruntime", max_hands=8
-        )
+        config = load_config(PipelineConfig, None, {"models.model_dir": str(model_dir), "max_hands": 8})
         boxes_file = None
         if photos.is_dir():
             inputs = [str(photos)]
@@ -100,11 +99,10 @@ def run_main_demo(model_dir: Path, out_dir: Path) -> int:
             f"Running the demo on SYNTHETIC models ({synthetic_dir}); the hands drawn are not real estimates."
         )
         make_synthetic_models(synthetic_dir, detector=False)
-        config = PipelineConfig(
-            models=ModelPaths(model_dir=str(synthetic_dir)),
-            backend="onnxruntime",
-            use_detector=False,
-            max_hands=8,
+        config = load_config(
+            PipelineConfig,
+            None,
+            {"models.model_dir": str(synthetic_dir), "use_detector": False, "max_hands": 8},
         )
         if photos.is_dir() and (kit / "demo_boxes.json").is_file():
             print(f"Boxes come from {kit / 'demo_boxes.json'} (a synthetic detector finds nothing).")
