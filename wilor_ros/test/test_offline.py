@@ -195,7 +195,7 @@ NOISE_M = 0.004  # per-frame jitter of the "network"
 
 @pytest.fixture(scope="module")
 def mano_path(tmp_path_factory) -> Path:
-    from wilor_ros.core.mano_synthetic import make_synthetic_mano
+    from wilor_ros.tools.synthetic_mano import make_synthetic_mano
 
     path = tmp_path_factory.mktemp("mano") / "MANO_RIGHT.pkl"
     make_synthetic_mano(path, seed=0)

@@ -31,7 +31,7 @@ import scipy.sparse as sp
 
 from wilor_ros.core.constants import MANO_PARENTS, NUM_BETAS, NUM_FACES, NUM_MANO_JOINTS, NUM_VERTICES
 
-# Key that our own synthetic MANO files carry (see core/mano_synthetic.py); the real file lacks it.
+# Key that our own synthetic MANO files carry (see tools/synthetic_mano.py); the real file lacks it.
 SYNTHETIC_MARKER_KEY = "wilor_ros_synthetic"
 NUM_POSE_BASIS = (NUM_MANO_JOINTS - 1) * 9  # 135: one 3x3 (R - I) per non-root joint
 NUM_PCA_POSE = (NUM_MANO_JOINTS - 1) * 3  # 45: axis-angle of the 15 finger joints
@@ -212,7 +212,7 @@ def _unpickle_mano_dict(path: str) -> dict[str, Any]:
     if not os.path.isfile(path):
         raise ValueError(
             f"MANO model file {path!r} does not exist; download MANO_RIGHT.pkl from "
-            "https://mano.is.tue.mpg.de (or make a synthetic one with wilor_ros.core.mano_synthetic)"
+            "https://mano.is.tue.mpg.de (or make a synthetic one with `wilor-ros make-synthetic-models`)"
         )
     with open(path, "rb") as handle:
         raw = handle.read()
