@@ -17,15 +17,16 @@ Formats (details and field units in docs/training.md):
    (2,), ``scale`` (2,) = box size / 200 (already including the rescale), ``hand_pose`` (48,) axis-angle
    (global + 45), ``betas`` (10,), ``right`` (1 = right hand), ``has_hand_pose``, ``has_betas`` and
    ``extra_info``; an optional ``<key>.detection.npz`` holds masks (unused here). Left hands are stored in
-   their own convention and mirrored at crop time. The pickle is read with a restricted unpickler that
-   only builds numpy arrays and plain containers. Read with the standard library's tarfile (the
-   ``webdataset`` package is not needed).
+   their own convention and mirrored at crop time. The pickle is read with the restricted unpickler of
+   core/safe_pickle.py (allowlist: numpy arrays and plain containers). Read with the standard library's
+   tarfile (the ``webdataset`` package is not needed).
 3. **JSONL index** (our format for a team's own data): one JSON object per line (or a JSON list), see
    :func:`read_jsonl`.
 """
 
 from __future__ import annotations
 
+import codecs
 import glob
 import io
 import json
@@ -46,6 +47,7 @@ import torch
 
 from wilor_ros.core.constants import NUM_BETAS, NUM_HAND_JOINTS, NUM_JOINTS, NUM_VERTICES
 from wilor_ros.core.preprocessing import crop_geometry
+from wilor_ros.core.safe_pickle import NUMPY_GLOBALS, Allowlist, RestrictedUnpickler, numpy_dtype_class
 from wilor_ros.core.types import Side
 from wilor_ros.tools.train.augment import AugmentParams, make_training_example, sample_augment
 from wilor_ros.tools.train.config import AugmentConfig, DatasetEntry
@@ -266,26 +268,18 @@ def _freihand_record(
 
 
 # ------------------------------------------------------------------------------------------ tar shards
-class _DataUnpickler(pickle.Unpickler):
+def _pyd_refusal(module: str, name: str) -> str:
+    return f"data.pyd references {module}.{name}, which is not plain data; refused"
+
+
+class _DataUnpickler(RestrictedUnpickler):
     """Builds only numpy arrays/scalars and plain containers (data.pyd holds nothing else)."""
 
-    def find_class(self, module: str, name: str) -> Any:
-        multiarray_modules = ("numpy.core.multiarray", "numpy._core.multiarray")
-        if module in multiarray_modules and name in ("_reconstruct", "scalar"):
-            try:
-                from numpy._core import multiarray
-            except ImportError:  # numpy 1.x
-                from numpy.core import multiarray  # type: ignore[no-redef]
-            return getattr(multiarray, name)
-        if module == "numpy" and name in ("ndarray", "dtype"):
-            return getattr(np, name)
-        if module.startswith("numpy") and module.endswith("dtypes") and name.endswith("DType"):
-            return getattr(np.dtypes, name)
-        if module == "_codecs" and name == "encode":
-            import codecs
-
-            return codecs.encode
-        raise pickle.UnpicklingError(f"data.pyd references {module}.{name}, which is not plain data; refused")
+    allowlist = Allowlist(
+        globals={**NUMPY_GLOBALS, ("_codecs", "encode"): codecs.encode},
+        refusal=_pyd_refusal,
+        rule=numpy_dtype_class,
+    )
 
 
 def _load_pyd(data: bytes) -> Any:
