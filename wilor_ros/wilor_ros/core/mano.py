@@ -53,17 +53,19 @@ KINTREE_ROOT_SENTINEL = 2**32 - 1
 RIGHT_HAND_MIN_COS = 0.5
 # Keys a body model (SMPL, SMPL-H, SMPL-X) has and a MANO hand model does not.
 _BODY_MODEL_KEYS = ("hands_componentsl", "hands_componentsr", "J_regressor_prior", "weights_prior")
-_REQUIRED_KEYS = (
+# What smplx reads from a data_struct besides the faces ``f`` (smplx/body_models.py, SMPL and MANO
+# __init__); ``J_regressor`` may be sparse or dense there (it densifies).
+SMPLX_DATA_STRUCT_ARRAYS = (
     "v_template",
     "shapedirs",
     "posedirs",
     "J_regressor",
-    "weights",
     "kintree_table",
-    "f",
+    "weights",
     "hands_components",
     "hands_mean",
 )
+_REQUIRED_KEYS = (*SMPLX_DATA_STRUCT_ARRAYS, "f")  # the file's entries are what smplx reads
 
 
 # ------------------------------------------------------------------ restricted unpickling
@@ -238,23 +240,10 @@ class ManoModel:
         return self.J_regressor @ self.v_template
 
     def smplx_data_struct(self) -> SimpleNamespace:
-        """An object to pass as ``smplx.MANO(..., data_struct=...)`` (smplx 0.1.28).
-
-        smplx reads the attributes ``f``, ``v_template``, ``shapedirs``, ``posedirs``,
-        ``J_regressor`` (sparse or dense: it densifies), ``kintree_table``, ``weights``,
-        ``hands_components`` and ``hands_mean`` (smplx/body_models.py, SMPL and MANO __init__).
-        """
-        return SimpleNamespace(
-            f=self.faces,
-            v_template=self.v_template,
-            shapedirs=self.shapedirs,
-            posedirs=self.posedirs,
-            J_regressor=self.J_regressor,
-            kintree_table=self.kintree_table,
-            weights=self.weights,
-            hands_components=self.hands_components,
-            hands_mean=self.hands_mean,
-        )
+        """An object to pass as ``smplx.MANO(..., data_struct=...)`` (smplx 0.1.28): the arrays of
+        ``SMPLX_DATA_STRUCT_ARRAYS`` under their own names, and ``faces`` as ``f``."""
+        arrays = {name: getattr(self, name) for name in SMPLX_DATA_STRUCT_ARRAYS}
+        return SimpleNamespace(f=self.faces, **arrays)
 
 
 def _array(data: dict[str, Any], key: str, shape: tuple[int | None, ...], path: str) -> np.ndarray:
