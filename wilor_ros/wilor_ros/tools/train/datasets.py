@@ -424,6 +424,19 @@ def _resolve(image: str, base: Path) -> Path:
     return Path(image) if Path(image).is_absolute() else base / image
 
 
+def _keypoints_with_confidence(entry: dict[str, Any], key: str, dims: int) -> np.ndarray:
+    """``entry[key]`` (21 x dims, or 21 x (dims + 1) with a confidence column) as 21 x (dims + 1)
+    float32; confidence 1 where the entry has none, all zeros (unlabelled) when the key is absent."""
+    out = np.zeros((NUM_JOINTS, dims + 1), np.float32)
+    if entry.get(key) is not None:
+        raw = np.asarray(entry[key], np.float32)
+        if raw.shape not in ((NUM_JOINTS, dims), (NUM_JOINTS, dims + 1)):
+            raise SampleError(BAD_SHAPE, f"{key} must be 21 x {dims} or 21 x {dims + 1}, got {raw.shape}")
+        out[:, :dims] = raw[:, :dims]
+        out[:, dims] = raw[:, dims] if raw.shape[1] == dims + 1 else 1.0
+    return out
+
+
 def _record_from_json(entry: dict[str, Any], base: Path, rescale: float) -> HandRecord:
     for key in ("image", "box", "side"):
         if key not in entry:
@@ -433,20 +446,8 @@ def _record_from_json(entry: dict[str, Any], base: Path, rescale: float) -> Hand
         raise SampleError(OUT_OF_RANGE, f"box must be [x1, y1, x2, y2], x2 > x1, y2 > y1; got {entry['box']}")
     box = box.astype(np.float32)
     is_right = Side.parse(entry["side"]) == Side.RIGHT
-    kp2d = np.zeros((NUM_JOINTS, 3), np.float32)
-    if entry.get("keypoints_2d") is not None:
-        raw = np.asarray(entry["keypoints_2d"], np.float32)
-        if raw.shape not in ((NUM_JOINTS, 2), (NUM_JOINTS, 3)):
-            raise SampleError(BAD_SHAPE, f"keypoints_2d must be 21 x 2 or 21 x 3, got {raw.shape}")
-        kp2d[:, :2] = raw[:, :2]
-        kp2d[:, 2] = raw[:, 2] if raw.shape[1] == 3 else 1.0
-    kp3d = np.zeros((NUM_JOINTS, 4), np.float32)
-    if entry.get("keypoints_3d") is not None:
-        raw = np.asarray(entry["keypoints_3d"], np.float32)
-        if raw.shape not in ((NUM_JOINTS, 3), (NUM_JOINTS, 4)):
-            raise SampleError(BAD_SHAPE, f"keypoints_3d must be 21 x 3 or 21 x 4, got {raw.shape}")
-        kp3d[:, :3] = raw[:, :3]
-        kp3d[:, 3] = raw[:, 3] if raw.shape[1] == 4 else 1.0
+    kp2d = _keypoints_with_confidence(entry, "keypoints_2d", 2)
+    kp3d = _keypoints_with_confidence(entry, "keypoints_3d", 3)
     pose, has_pose = np.zeros(MANO_POSE_DIM, np.float32), 0.0
     betas, has_betas = np.zeros(NUM_BETAS, np.float32), 0.0
     mano = entry.get("mano")
