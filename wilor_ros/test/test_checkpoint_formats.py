@@ -23,9 +23,9 @@ import torch
 from helpers import import_blocker_source
 
 from wilor_ros.core.checkpoint import CheckpointError, read_checkpoint
-from wilor_ros.core.mano_synthetic import make_synthetic_mano
 from wilor_ros.core.model_files import MANO_RIGHT, RECONSTRUCTOR_CKPT, RECONSTRUCTOR_ONNX
-from wilor_ros.core.synthetic import make_synthetic_checkpoint
+from wilor_ros.tools.synthetic_checkpoint import make_synthetic_checkpoint
+from wilor_ros.tools.synthetic_mano import make_synthetic_mano
 from wilor_ros.tools.synthetic_models import synthetic_config
 
 yacs_config = pytest.importorskip("yacs.config", reason="yacs is a test dependency (requirements/dev.txt)")

@@ -27,12 +27,12 @@ from test_training import (
 )
 
 from wilor_ros.core.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
-from wilor_ros.core.mano_synthetic import make_synthetic_mano
 from wilor_ros.core.models.wilor import ReconstructorConfig
-from wilor_ros.core.synthetic import make_synthetic_checkpoint
 from wilor_ros.core.types import Side
 from wilor_ros.tools import cli
 from wilor_ros.tools.check_data import check_data
+from wilor_ros.tools.synthetic_checkpoint import make_synthetic_checkpoint
+from wilor_ros.tools.synthetic_mano import make_synthetic_mano
 from wilor_ros.tools.train.config import DatasetEntry
 from wilor_ros.tools.train.datasets import read_dataset
 from wilor_ros.tools.train.trainer import train

@@ -10,12 +10,12 @@ import pytest
 import torch
 from test_training import NUM_SAMPLES, _render, write_jsonl
 
-from wilor_ros.core.mano_synthetic import make_synthetic_mano
 from wilor_ros.core.models.wilor import ReconstructorConfig
-from wilor_ros.core.synthetic import make_synthetic_checkpoint
 from wilor_ros.core.types import Side
 from wilor_ros.tools import cli
 from wilor_ros.tools.evaluate import evaluate_records, format_table
+from wilor_ros.tools.synthetic_checkpoint import make_synthetic_checkpoint
+from wilor_ros.tools.synthetic_mano import make_synthetic_mano
 from wilor_ros.tools.train.config import DatasetEntry
 from wilor_ros.tools.train.datasets import read_dataset, record_to_example
 

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from wilor_ros.core import metrics
 from wilor_ros.core.constants import FINGERTIP_JOINTS, FINGERTIP_VERTEX_IDS, NUM_VERTICES
 from wilor_ros.core.filtering import (
     FilterConfig,
@@ -18,6 +17,7 @@ from wilor_ros.core.filtering import (
     filter_sequence,
 )
 from wilor_ros.core.types import CameraIntrinsics, HandEstimate, Side
+from wilor_ros.tools import metrics
 
 FPS = 30.0
 NOISE_M = 0.003  # per-axis joint noise of a single-image reconstruction, metres

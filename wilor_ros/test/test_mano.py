@@ -16,7 +16,7 @@ import scipy.sparse as sp
 
 from wilor_ros.core.constants import FINGERTIP_VERTEX_IDS, MANO_PARENTS, NUM_FACES, NUM_VERTICES
 from wilor_ros.core.mano import SYNTHETIC_MARKER_KEY, ManoModel, load_mano
-from wilor_ros.core.mano_synthetic import make_synthetic_mano, synthetic_mano_dict
+from wilor_ros.tools.synthetic_mano import make_synthetic_mano, synthetic_mano_dict
 
 torch = pytest.importorskip("torch")
 smplx = pytest.importorskip("smplx")

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from helpers import CropOracleBackend, TruthHand, make_hand
 
-from wilor_ros.core import camera, metrics
+from wilor_ros.core import camera
 from wilor_ros.core.constants import JOINT_NAMES
 from wilor_ros.core.pipeline import HandPipeline, ModelPaths, PipelineConfig
 from wilor_ros.core.render import render_meshes
@@ -29,7 +29,7 @@ from wilor_ros.core.types import CameraIntrinsics, HandDetection, Side
 from wilor_ros.offline import bagtypes
 from wilor_ros.offline.runner import ProcessConfig, process
 from wilor_ros.ros.messages import hand_mesh_from_msg
-from wilor_ros.tools import synthetic_bag
+from wilor_ros.tools import metrics, synthetic_bag
 from wilor_ros.tools.demo import load_boxes_file
 from wilor_ros.tools.synthetic_bag import RecordedFrame, shifted_photo_frames, write_image_bag
 
@@ -195,7 +195,7 @@ NOISE_M = 0.004  # per-frame jitter of the "network"
 
 @pytest.fixture(scope="module")
 def mano_path(tmp_path_factory) -> Path:
-    from wilor_ros.core.mano_synthetic import make_synthetic_mano
+    from wilor_ros.tools.synthetic_mano import make_synthetic_mano
 
     path = tmp_path_factory.mktemp("mano") / "MANO_RIGHT.pkl"
     make_synthetic_mano(path, seed=0)

@@ -26,7 +26,7 @@ from wilor_ros.core.geometry import (
 from wilor_ros.core.mano import load_mano
 from wilor_ros.core.models import ManoLayer, ReconstructorConfig, WiLoR, placeholder_data_struct
 from wilor_ros.core.reconstructor import load_reconstructor
-from wilor_ros.core.synthetic import make_synthetic_checkpoint, synthetic_state_dict
+from wilor_ros.tools.synthetic_checkpoint import make_synthetic_checkpoint, synthetic_state_dict
 
 torch.set_num_threads(2)
 

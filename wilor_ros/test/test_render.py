@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from wilor_ros.core.mano_synthetic import make_synthetic_mano
 from wilor_ros.core.render import (
     RenderMesh,
     default_hand_orient,
@@ -17,6 +16,7 @@ from wilor_ros.core.render import (
     render_synthetic_hand_image,
 )
 from wilor_ros.core.types import CameraIntrinsics, Side
+from wilor_ros.tools.synthetic_mano import make_synthetic_mano
 
 CAM = CameraIntrinsics(200.0, 200.0, 50.0, 40.0)
 SIZE_HW = (80, 100)

@@ -26,7 +26,7 @@ NON_THUMB_MANO_JOINTS = range(12)
 
 @pytest.fixture(scope="module")
 def mano_path(tmp_path_factory) -> Path:
-    from wilor_ros.core.mano_synthetic import make_synthetic_mano
+    from wilor_ros.tools.synthetic_mano import make_synthetic_mano
 
     path = tmp_path_factory.mktemp("mano") / "MANO_RIGHT.pkl"
     make_synthetic_mano(path, seed=0)

@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 from helpers import TruthHand, make_hand, oracle_output, stack_outputs
 
-from wilor_ros.core import metrics
 from wilor_ros.core.backends.base import ReconstructorBackend, ReconstructorOutput
 from wilor_ros.core.filtering import FilterConfig
 from wilor_ros.core.pipeline import HandPipeline, PipelineConfig
@@ -27,6 +26,7 @@ from wilor_ros.core.temporal import (
 )
 from wilor_ros.core.tracking import TrackerConfig
 from wilor_ros.core.types import BoxSource, CameraIntrinsics, HandDetection, Side
+from wilor_ros.tools import metrics
 
 WIDTH, HEIGHT = 640, 480
 # A real-looking calibration: fx != fy, principal point off the image centre.
@@ -36,7 +36,7 @@ FPS = 30.0
 
 @pytest.fixture(scope="module")
 def mano_path(tmp_path_factory) -> Path:
-    from wilor_ros.core.mano_synthetic import make_synthetic_mano
+    from wilor_ros.tools.synthetic_mano import make_synthetic_mano
 
     path = tmp_path_factory.mktemp("mano") / "MANO_RIGHT.pkl"
     make_synthetic_mano(path, seed=0)

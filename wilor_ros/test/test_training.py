@@ -22,11 +22,11 @@ import torch
 from wilor_ros.core.config import load_config
 from wilor_ros.core.constants import NUM_JOINTS
 from wilor_ros.core.geometry import axis_angle_to_rotmat_np
-from wilor_ros.core.mano_synthetic import make_synthetic_mano
 from wilor_ros.core.models.wilor import ReconstructorConfig
 from wilor_ros.core.render import default_hand_orient, render_synthetic_hand_image
-from wilor_ros.core.synthetic import make_synthetic_checkpoint
 from wilor_ros.core.types import Side
+from wilor_ros.tools.synthetic_checkpoint import make_synthetic_checkpoint
+from wilor_ros.tools.synthetic_mano import make_synthetic_mano
 from wilor_ros.tools.train.augment import AugmentParams, make_training_example
 from wilor_ros.tools.train.config import DatasetEntry, TrainConfig
 from wilor_ros.tools.train.datasets import (

@@ -4,9 +4,10 @@ Official ``wilor_final.ckpt`` (SPEC 8): a PyTorch Lightning checkpoint; the weig
 ``ckpt["state_dict"]`` with the keys of checkpoint_manifest.json. Lightning also stores bookkeeping and,
 most likely, the training yacs ``CfgNode`` under ``hyper_parameters``, which
 ``torch.load(weights_only=True)`` refuses. We never execute a checkpoint's pickle: it is read first with
-``weights_only=True``; if that refuses the file, it is read again with a restricted unpickler that
-resolves only allowlisted globals (tensor rebuilders, plain containers, dtypes) and turns config classes
-(yacs ``CfgNode``, Lightning ``AttributeDict``) into an inert dict. Everything else is refused.
+``weights_only=True``; if that refuses the file, it is read again with the restricted unpickler of
+``core/safe_pickle.py`` and the checkpoint allowlist: only allowlisted globals (tensor rebuilders, plain
+containers, dtypes) are resolved and config classes (yacs ``CfgNode``, Lightning ``AttributeDict``) become
+an inert dict. Everything else is refused.
 
 Checkpoints written by this project carry ``ckpt["wilor_ros"]`` = {"format_version", "package_version",
 "config" (ReconstructorConfig as a dict), "synthetic"}; official checkpoints have no such entry and are
@@ -15,8 +16,8 @@ the full-size model.
 
 from __future__ import annotations
 
-import _compat_pickle
 import argparse
+import codecs
 import collections
 import importlib.metadata
 import logging
@@ -28,12 +29,21 @@ import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 from torch import nn
 
 from wilor_ros.core.models.wilor import ReconstructorConfig, WiLoR
+from wilor_ros.core.safe_pickle import (
+    NUMPY_GLOBALS,
+    Allowlist,
+    GlobalName,
+    RestrictedUnpickler,
+    StandIn,
+    as_pickle_module,
+    numpy_dtype_class,
+)
 
 LOG = logging.getLogger(__name__)
 
@@ -62,38 +72,37 @@ class CheckpointError(ValueError):
     """The file is not a usable reconstructor checkpoint; the message lists the offending keys."""
 
 
-class InertConfig(dict):
+class InertConfig(dict, StandIn):
     """Harmless stand-in for config objects pickled in checkpoints (yacs CfgNode, AttributeDict).
 
     Holds the pickled mapping items as a dict; any pickled instance attributes land in ``attributes``.
     No code of the original class runs.
     """
 
-    def __setstate__(self, state: Any) -> None:
-        self.attributes = dict(state) if isinstance(state, dict) else {"state": state}
+    @property
+    def attributes(self) -> dict[str, Any]:
+        return dict(self.state) if isinstance(self.state, dict) else {"state": self.state}
 
 
 # Classes that pickle as mappings and carry configuration only: read as InertConfig.
-_CONFIG_CLASSES = frozenset(
-    {
-        ("yacs.config", "CfgNode"),
-        ("pytorch_lightning.utilities.parsing", "AttributeDict"),
-        ("lightning_fabric.utilities.data", "AttributeDict"),
-        ("lightning.fabric.utilities.data", "AttributeDict"),
-    }
+_CONFIG_CLASSES = (
+    ("yacs.config", "CfgNode"),
+    ("pytorch_lightning.utilities.parsing", "AttributeDict"),
+    ("lightning_fabric.utilities.data", "AttributeDict"),
+    ("lightning.fabric.utilities.data", "AttributeDict"),
 )
 
 
-def _allowed_globals() -> dict[tuple[str, str], Any]:
+def _checkpoint_globals() -> dict[GlobalName, Any]:
     """(module, name) -> object for what a Lightning checkpoint legitimately references.
 
     Written out by hand (torch keeps its own weights-only allowlist private): tensor and parameter
-    rebuilders, containers, torch dtypes/devices/sizes, numpy array/scalar reconstruction, paths.
-    Each of these only builds data; none runs user-chosen code.
+    rebuilders, containers, torch dtypes/devices/sizes, numpy array/scalar reconstruction, paths,
+    config classes as InertConfig. Each of these only builds data; none runs user-chosen code.
     """
-    import numpy as np
-
-    allowed: dict[tuple[str, str], Any] = {
+    allowed: dict[GlobalName, Any] = {
+        **NUMPY_GLOBALS,
+        **dict.fromkeys(_CONFIG_CLASSES, InertConfig),
         ("collections", "OrderedDict"): collections.OrderedDict,
         ("collections", "Counter"): collections.Counter,
         ("builtins", "set"): set,
@@ -101,6 +110,8 @@ def _allowed_globals() -> dict[tuple[str, str], Any]:
         ("builtins", "bytearray"): bytearray,
         ("builtins", "complex"): complex,
         ("builtins", "slice"): slice,
+        # protocol-2 pickles store bytes as _codecs.encode(text, "latin1"): pure data conversion
+        ("_codecs", "encode"): codecs.encode,
         ("argparse", "Namespace"): argparse.Namespace,
         ("pathlib", "PosixPath"): pathlib.PosixPath,
         ("pathlib", "PurePosixPath"): pathlib.PurePosixPath,
@@ -110,8 +121,6 @@ def _allowed_globals() -> dict[tuple[str, str], Any]:
         ("torch.nn.parameter", "Parameter"): nn.Parameter,
         ("torch.torch_version", "TorchVersion"): torch.torch_version.TorchVersion,
         ("torch._tensor", "_rebuild_from_type_v2"): torch._tensor._rebuild_from_type_v2,
-        ("numpy", "ndarray"): np.ndarray,
-        ("numpy", "dtype"): np.dtype,
     }
     for name in (
         "_rebuild_tensor",
@@ -123,84 +132,34 @@ def _allowed_globals() -> dict[tuple[str, str], Any]:
     ):
         if hasattr(torch._utils, name):
             allowed[("torch._utils", name)] = getattr(torch._utils, name)
-    multiarray = _numpy_multiarray()
-    for module_name in ("numpy.core.multiarray", "numpy._core.multiarray"):  # numpy 1.x / 2.x pickles
-        allowed[(module_name, "_reconstruct")] = multiarray._reconstruct
-        allowed[(module_name, "scalar")] = multiarray.scalar
     return allowed
 
 
-def _numpy_multiarray() -> Any:
-    try:
-        from numpy._core import multiarray  # numpy >= 2
-    except ImportError:  # numpy 1.x
-        from numpy.core import multiarray  # type: ignore[no-redef]
-    return multiarray
-
-
-def _is_allowed_torch_attr(module: str, name: str) -> Any | None:
-    """torch dtypes (torch.float32 ...) pickle as globals of module ``torch``."""
+def _dtype_rule(module: str, name: str) -> Any | None:
+    """torch dtypes (torch.float32 ...) pickle as globals of module ``torch``; numpy's dtype classes."""
     if module == "torch":
         value = getattr(torch, name, None)
         if isinstance(value, torch.dtype):
             return value
-    if module.startswith("numpy") and module.endswith("dtypes") and name.endswith("DType"):
-        import numpy as np
-
-        value = getattr(np.dtypes, name, None)
-        if isinstance(value, type) and issubclass(value, np.dtype):
-            return value
-    return None
+    return numpy_dtype_class(module, name)
 
 
-def _python3_name(module: str, name: str) -> tuple[str, str]:
-    """Python 2 global names -> their Python 3 names, as the standard unpickler maps them.
-
-    Protocol-2 pickles (torch.save's default, so every Lightning checkpoint) name builtins by their
-    Python 2 modules (``__builtin__.set``, ``copy_reg._reconstructor``). The standard unpickler maps them
-    with ``fix_imports`` inside its own find_class, which this class replaces, so the same stdlib table
-    is applied here, before the allowlist: a mapped name is allowed or refused like its Python 3 name.
-    """
-    if (module, name) in _compat_pickle.NAME_MAPPING:
-        return _compat_pickle.NAME_MAPPING[(module, name)]
-    return _compat_pickle.IMPORT_MAPPING.get(module, module), name
+def _checkpoint_refusal(module: str, name: str) -> str:
+    return (
+        f"refusing to load global '{module}.{name}' from the checkpoint: it is not on the allowlist "
+        "of data-only classes, and loading it could run code"
+    )
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
-    """Unpickler that resolves only allowlisted globals; see the module docstring."""
+class _CheckpointUnpickler(RestrictedUnpickler):
+    """The checkpoint allowlist; see the module docstring."""
 
-    allowed: ClassVar[dict[tuple[str, str], Any]] = {}
-
-    def find_class(self, module: str, name: str) -> Any:
-        module, name = _python3_name(module, name)
-        if (module, name) in _CONFIG_CLASSES:
-            return InertConfig
-        if (module, name) in self.allowed:
-            return self.allowed[(module, name)]
-        if module == "_codecs" and name == "encode":
-            # protocol-2 pickles store bytes as _codecs.encode(text, "latin1"): pure data conversion
-            import codecs
-
-            return codecs.encode
-        value = _is_allowed_torch_attr(module, name)
-        if value is not None:
-            return value
-        raise pickle.UnpicklingError(
-            f"refusing to load global '{module}.{name}' from the checkpoint: it is not on the allowlist "
-            "of data-only classes, and loading it could run code"
-        )
+    allowlist = Allowlist(globals=_checkpoint_globals(), refusal=_checkpoint_refusal, rule=_dtype_rule)
 
 
 def _restricted_pickle_module() -> SimpleNamespace:
     """A pickle-module look-alike for ``torch.load(pickle_module=...)``."""
-
-    class Unpickler(_RestrictedUnpickler):
-        allowed = _allowed_globals()
-
-    def load(file: Any, **kwargs: Any) -> Any:  # used by torch for the legacy (non-zip) format
-        return Unpickler(file, **kwargs).load()
-
-    return SimpleNamespace(Unpickler=Unpickler, load=load, __name__="wilor_ros_restricted_pickle")
+    return as_pickle_module(_CheckpointUnpickler)
 
 
 @dataclass

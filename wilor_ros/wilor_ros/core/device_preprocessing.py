@@ -43,6 +43,7 @@ from wilor_ros.core.preprocessing import (
     CropMetadata,
     axis_aligned_positions,
     axis_support,
+    check_rgb_image,
     crop_affine,
     crop_geometry,
     gaussian_radius,
@@ -59,13 +60,7 @@ _MIN_SIDE = 2
 def _check_image(image: torch.Tensor) -> None:
     if not isinstance(image, torch.Tensor):
         raise ValueError(f"expected a torch.Tensor image, got {type(image).__name__}; use torch.from_numpy")
-    if image.dtype != torch.uint8 or image.ndim != 3 or image.shape[2] != RGB_CHANNELS:
-        raise ValueError(
-            f"expected an H x W x 3 RGB uint8 tensor, got {image.dtype} {tuple(image.shape)}; "
-            "convert it with preprocessing.to_rgb() before uploading"
-        )
-    if image.shape[0] == 0 or image.shape[1] == 0:
-        raise ValueError(f"the image is empty: shape {tuple(image.shape)}")
+    check_rgb_image(image, torch.uint8, "tensor", "convert it with preprocessing.to_rgb() before uploading")
 
 
 def opencv_positions(geometry: CropGeometry, affine: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:

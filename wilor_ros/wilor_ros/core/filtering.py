@@ -211,17 +211,16 @@ def align_hemisphere(quats: np.ndarray, reference: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------ filters
-class OneEuroFilter:
-    """One Euro filter over arrays of points (... x D; a flat vector counts as one point).
+class _OneEuroBase:
+    """What both One Euro filters share: the last output and its stamp, the adaptive cutoff, and the
+    update around each filter's own step (first sample, gap, repeated stamp)."""
 
-    per_point=True gives each point (last axis) its own cutoff from its own speed; False uses
-    one cutoff for the whole array (see ``_speed``), keeping rigid/linear relations intact.
-    """
+    kind = "filter"  # names the filter in messages
 
-    def __init__(self, params: OneEuroParams, per_point: bool = True, max_gap_s: float | None = None):
+    def __init__(self, params: OneEuroParams, per_item: bool, max_gap_s: float | None):
         self.params = params
         self.max_gap_s = max_gap_s
-        self._cutoff = _AdaptiveCutoff(params, per_point)
+        self._cutoff = _AdaptiveCutoff(params, per_item)
         self._value: np.ndarray | None = None
         self._stamp: float | None = None
         self.last_alpha: np.ndarray | None = None  # the factor used by the latest update
@@ -232,30 +231,51 @@ class OneEuroFilter:
         self.last_alpha = None
         self._cutoff.reset()
 
-    def __call__(self, x: np.ndarray | float, stamp: float) -> np.ndarray:
-        """Filter one sample ``x`` (... x D) taken at ``stamp`` seconds; returns float64 ... x D."""
-        arr = _as_points(x)
-        if self._value is not None and arr.shape != self._value.shape:
+    def _filter(self, sample: np.ndarray, stamp: float) -> np.ndarray:
+        """Filter one checked sample: it restarts the filter when it is the first, after a gap or when
+        the stamp goes back; a repeated stamp returns the last output; otherwise ``_step``."""
+        if self._value is not None and sample.shape != self._value.shape:
             raise ValueError(
-                f"filter input shape changed from {self._value.shape} to {arr.shape}; "
+                f"{self.kind} input shape changed from {self._value.shape} to {sample.shape}; "
                 "call reset() before filtering a different signal"
             )
         dt = _stamp_step(self._stamp, stamp, self.max_gap_s)
         if dt is None or self._value is None:
             self.reset()
-            self._value, self._stamp = arr.copy(), stamp
-            self.last_alpha = np.ones((1,) * arr.ndim)
-            return arr.copy()
+            self._value, self._stamp = sample.copy(), stamp
+            self.last_alpha = np.ones((1,) * sample.ndim)
+            return sample.copy()
         if dt == 0.0:
             return self._value.copy()
-        alpha = self._cutoff.alpha((arr - self._value) / dt, dt)
-        self._value = self._value + alpha * (arr - self._value)
+        self._value, self.last_alpha = self._step(self._value, sample, dt)
         self._stamp = stamp
-        self.last_alpha = alpha
         return self._value.copy()
 
+    def _step(self, value: np.ndarray, sample: np.ndarray, dt: float) -> tuple[np.ndarray, np.ndarray]:
+        """(new output, alpha) moving from the last output ``value`` towards ``sample`` after ``dt`` s."""
+        raise NotImplementedError
 
-class RotationOneEuroFilter:
+
+class OneEuroFilter(_OneEuroBase):
+    """One Euro filter over arrays of points (... x D; a flat vector counts as one point).
+
+    per_point=True gives each point (last axis) its own cutoff from its own speed; False uses
+    one cutoff for the whole array (see ``_speed``), keeping rigid/linear relations intact.
+    """
+
+    def __init__(self, params: OneEuroParams, per_point: bool = True, max_gap_s: float | None = None):
+        super().__init__(params, per_point, max_gap_s)
+
+    def __call__(self, x: np.ndarray | float, stamp: float) -> np.ndarray:
+        """Filter one sample ``x`` (... x D) taken at ``stamp`` seconds; returns float64 ... x D."""
+        return self._filter(_as_points(x), stamp)
+
+    def _step(self, value: np.ndarray, sample: np.ndarray, dt: float) -> tuple[np.ndarray, np.ndarray]:
+        alpha = self._cutoff.alpha((sample - value) / dt, dt)
+        return value + alpha * (sample - value), alpha
+
+
+class RotationOneEuroFilter(_OneEuroBase):
     """One Euro filter for rotations given as unit quaternions ... x 4 (x, y, z, w).
 
     Speed = |angular velocity| (rad/s) of ``q_hat^-1 q``; update = slerp from ``q_hat`` towards
@@ -263,46 +283,23 @@ class RotationOneEuroFilter:
     renormalised and kept in the hemisphere of the previous output (sign-continuous).
     """
 
-    def __init__(self, params: OneEuroParams, per_rotation: bool = True, max_gap_s: float | None = None):
-        self.params = params
-        self.max_gap_s = max_gap_s
-        self._cutoff = _AdaptiveCutoff(params, per_rotation)
-        self._value: np.ndarray | None = None  # ... x 4
-        self._stamp: float | None = None
-        self.last_alpha: np.ndarray | None = None
+    kind = "rotation filter"
 
-    def reset(self) -> None:
-        self._value = None
-        self._stamp = None
-        self.last_alpha = None
-        self._cutoff.reset()
+    def __init__(self, params: OneEuroParams, per_rotation: bool = True, max_gap_s: float | None = None):
+        super().__init__(params, per_rotation, max_gap_s)
 
     def __call__(self, quats: np.ndarray, stamp: float) -> np.ndarray:
         """Filter quaternions ``quats`` (... x 4, any sign, roughly unit) taken at ``stamp``."""
         q = np.asarray(quats, dtype=np.float64)
         if q.ndim == 0 or q.shape[-1] != QUAT_DIM:
             raise ValueError(f"quaternions must have shape ... x 4 (x, y, z, w), got {q.shape}")
-        q = _normalise_quats(q)
-        if self._value is not None and q.shape != self._value.shape:
-            raise ValueError(
-                f"rotation filter input shape changed from {self._value.shape} to {q.shape}; "
-                "call reset() before filtering a different signal"
-            )
-        dt = _stamp_step(self._stamp, stamp, self.max_gap_s)
-        if dt is None or self._value is None:
-            self.reset()
-            self._value, self._stamp = q.copy(), stamp
-            self.last_alpha = np.ones((1,) * q.ndim)
-            return q.copy()
-        if dt == 0.0:
-            return self._value.copy()
-        q = align_hemisphere(q, self._value)
-        delta = relative_rotvec(self._value, q)  # ... x 3, body frame of q_hat
+        return self._filter(_normalise_quats(q), stamp)
+
+    def _step(self, value: np.ndarray, sample: np.ndarray, dt: float) -> tuple[np.ndarray, np.ndarray]:
+        q = align_hemisphere(sample, value)
+        delta = relative_rotvec(value, q)  # ... x 3, body frame of q_hat
         alpha = self._cutoff.alpha(delta / dt, dt)
-        self._value = slerp_by_rotvec(self._value, delta, alpha)
-        self._stamp = stamp
-        self.last_alpha = alpha
-        return self._value.copy()
+        return slerp_by_rotvec(value, delta, alpha), alpha
 
 
 def relative_rotvec(q_from: np.ndarray, q_to: np.ndarray) -> np.ndarray:

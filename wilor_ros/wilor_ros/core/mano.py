@@ -5,10 +5,10 @@ is a chumpy ``reordering.Select`` over a ``ch.Ch`` and whose ``J_regressor`` is 
 pickled under the old module path ``scipy.sparse.csc`` (layout: the parity kit's SPEC.md §5.4).
 Plain ``pickle.load`` would need chumpy installed and would run any code a tampered file names.
 
-:func:`load_mano` uses a restricted :class:`pickle.Unpickler`: ``find_class`` hands out only what
-numpy arrays and dtypes need, plus inert stand-ins for the SciPy sparse and chumpy classes that
-are evaluated to numpy arrays after loading. Every other global is refused with a ``ValueError``
-that names it, so nothing outside that list is ever imported or called.
+:func:`load_mano` reads it with the restricted unpickler of ``core/safe_pickle.py`` and the MANO
+allowlist: only what numpy arrays and dtypes need, plus inert stand-ins for the SciPy sparse and
+chumpy classes that are evaluated to numpy arrays after loading. Every other global is refused
+with a ``ValueError`` that names it, so nothing outside that list is ever imported or called.
 
 Conventions of the returned :class:`ManoModel` (those of MANO and of smplx 0.1.28):
 metres; a right hand in its rest pose with the fingers pointing to -x, the thumb to +z and the
@@ -18,7 +18,6 @@ palm facing -y; MANO joint order 0 wrist, 1-3 index, 4-6 middle, 7-9 pinky, 10-1
 
 from __future__ import annotations
 
-import codecs
 import io
 import os
 import pickle
@@ -30,8 +29,18 @@ import numpy as np
 import scipy.sparse as sp
 
 from wilor_ros.core.constants import MANO_PARENTS, NUM_BETAS, NUM_FACES, NUM_MANO_JOINTS, NUM_VERTICES
+from wilor_ros.core.safe_pickle import (
+    NUMPY_GLOBALS,
+    Allowlist,
+    GlobalName,
+    RestrictedUnpickler,
+    StandIn,
+    empty_bytes,
+    latin1_encode,
+    reconstruct_plain_object,
+)
 
-# Key that our own synthetic MANO files carry (see core/mano_synthetic.py); the real file lacks it.
+# Key that our own synthetic MANO files carry (see tools/synthetic_mano.py); the real file lacks it.
 SYNTHETIC_MARKER_KEY = "wilor_ros_synthetic"
 NUM_POSE_BASIS = (NUM_MANO_JOINTS - 1) * 9  # 135: one 3x3 (R - I) per non-root joint
 NUM_PCA_POSE = (NUM_MANO_JOINTS - 1) * 3  # 45: axis-angle of the 15 finger joints
@@ -44,21 +53,23 @@ KINTREE_ROOT_SENTINEL = 2**32 - 1
 RIGHT_HAND_MIN_COS = 0.5
 # Keys a body model (SMPL, SMPL-H, SMPL-X) has and a MANO hand model does not.
 _BODY_MODEL_KEYS = ("hands_componentsl", "hands_componentsr", "J_regressor_prior", "weights_prior")
-_REQUIRED_KEYS = (
+# What smplx reads from a data_struct besides the faces ``f`` (smplx/body_models.py, SMPL and MANO
+# __init__); ``J_regressor`` may be sparse or dense there (it densifies).
+SMPLX_DATA_STRUCT_ARRAYS = (
     "v_template",
     "shapedirs",
     "posedirs",
     "J_regressor",
-    "weights",
     "kintree_table",
-    "f",
+    "weights",
     "hands_components",
     "hands_mean",
 )
+_REQUIRED_KEYS = (*SMPLX_DATA_STRUCT_ARRAYS, "f")  # the file's entries are what smplx reads
 
 
 # ------------------------------------------------------------------ restricted unpickling
-class _SparseStandIn:
+class _SparseStandIn(StandIn):
     """Inert stand-in for a pickled ``scipy.sparse`` CSC/CSR matrix: only records its state.
 
     Rebuilt by :meth:`evaluate` through the public constructor (which validates the index
@@ -66,16 +77,13 @@ class _SparseStandIn:
     (``scipy.sparse.csc`` is removed in SciPy 2).
     """
 
+    state_type = dict
+    what = "sparse matrix"
     sparse_format = ""
-
-    def __setstate__(self, state: Any) -> None:
-        if not isinstance(state, dict):
-            raise ValueError(f"a pickled sparse matrix has state of type {type(state).__name__}")
-        self.state = state
 
     def evaluate(self) -> np.ndarray:
         """Dense float64 array (rows x cols)."""
-        state = getattr(self, "state", None)
+        state = self.state
         if state is None:
             raise ValueError("a pickled sparse matrix carries no state")
         shape = state.get("_shape", state.get("shape"))
@@ -95,16 +103,14 @@ class _CsrStandIn(_SparseStandIn):
     sparse_format = "csr"
 
 
-class _ChumpyStandIn:
+class _ChumpyStandIn(StandIn):
     """Inert stand-in for a pickled chumpy object: records the state dict that ``BUILD`` sets."""
 
-    def __setstate__(self, state: Any) -> None:
-        if not isinstance(state, dict):
-            raise ValueError(f"a pickled chumpy object has state of type {type(state).__name__}")
-        self.state = state
+    state_type = dict
+    what = "chumpy object"
 
     def _get(self, key: str) -> Any:
-        state = getattr(self, "state", None) or {}
+        state = self.state or {}
         if key not in state:
             raise ValueError(f"a pickled chumpy {type(self).__name__[:-7]} lacks its {key!r} attribute")
         return state[key]
@@ -127,77 +133,44 @@ class _SelectStandIn(_ChumpyStandIn):
         source = np.asarray(_evaluate(self._get("a")))
         idxs = np.asarray(_evaluate(self._get("idxs"))).astype(np.int64).ravel()
         out = source.ravel()[idxs]
-        shape = (getattr(self, "state", None) or {}).get("preferred_shape")
+        shape = (self.state or {}).get("preferred_shape")
         return out.reshape(tuple(int(s) for s in shape)) if shape is not None else out
 
 
-def _latin1_encode(text: str, encoding: str = "utf-8", errors: str = "strict") -> bytes:
-    """``_codecs.encode`` as Python 3 pickles bytes with protocol 2; only the latin-1 codec."""
-    if codecs.lookup(encoding).name != "iso8859-1":
-        raise ValueError(f"pickle asks for codec {encoding!r}; only latin-1 is allowed in a MANO file")
-    return codecs.encode(text, "latin1", errors)
+def _mano_refusal(module: str, name: str) -> str:
+    if module.startswith("chumpy"):
+        return (
+            f"MANO pickle uses chumpy class {module}.{name}, which this loader cannot evaluate "
+            "(supported: chumpy.ch.Ch, chumpy.reordering.Select); re-save the model as plain numpy"
+        )
+    return (
+        f"refused to load global {module}.{name} from the MANO pickle: only numpy arrays, SciPy "
+        "sparse matrices and chumpy Ch/Select are allowed (the file is not a MANO model or was "
+        "tampered with)"
+    )
 
 
-def _bytes(*args: Any) -> bytes:
-    """``bytes()`` as Python 3 pickles an empty bytes object with protocol 2 (nothing else)."""
-    if args:
-        raise ValueError("pickle calls bytes() with arguments; only the empty bytes object is allowed")
-    return b""
-
-
-def _empty_object_new(cls: type, base: type, state: Any = None) -> Any:
-    """``copy_reg._reconstructor`` (protocol 0/1 objects), limited to classes we already allow."""
-    if base is not object or state is not None:
-        raise ValueError("pickle asks for copy_reg._reconstructor with a base other than object")
-    return cls.__new__(cls)
-
-
-# numpy's own reconstructors, taken from reduce tuples so no private module is imported by name
-# (numpy 1.x calls it numpy.core.multiarray, numpy 2.x numpy._core.multiarray).
-_NDARRAY_RECONSTRUCT = np.zeros(1).__reduce__()[0]
-_SCALAR_RECONSTRUCT = np.float64(0.0).__reduce__()[0]
-
-_ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
-    ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): np.dtype,
-    ("_codecs", "encode"): _latin1_encode,
-    ("__builtin__", "set"): set,
-    ("__builtin__", "bytes"): _bytes,
-    ("builtins", "bytes"): _bytes,
+# Python 3 names only: the unpickler maps the file's Python 2 names (__builtin__, copy_reg) first.
+_MANO_GLOBALS: dict[GlobalName, Any] = {
+    **NUMPY_GLOBALS,
+    ("_codecs", "encode"): latin1_encode,
     ("builtins", "set"): set,
-    ("__builtin__", "object"): object,
+    ("builtins", "bytes"): empty_bytes,
     ("builtins", "object"): object,
-    ("copy_reg", "_reconstructor"): _empty_object_new,
-    ("copyreg", "_reconstructor"): _empty_object_new,
+    ("copyreg", "_reconstructor"): reconstruct_plain_object,
     ("chumpy.ch", "Ch"): _ChStandIn,
     ("chumpy.reordering", "Select"): _SelectStandIn,
 }
-for _module in ("numpy.core.multiarray", "numpy._core.multiarray"):
-    _ALLOWED_GLOBALS[(_module, "_reconstruct")] = _NDARRAY_RECONSTRUCT
-    _ALLOWED_GLOBALS[(_module, "scalar")] = _SCALAR_RECONSTRUCT
 for _module in ("scipy.sparse", "scipy.sparse.csc", "scipy.sparse._csc"):
-    _ALLOWED_GLOBALS[(_module, "csc_matrix")] = _CscStandIn
+    _MANO_GLOBALS[(_module, "csc_matrix")] = _CscStandIn
 for _module in ("scipy.sparse", "scipy.sparse.csr", "scipy.sparse._csr"):
-    _ALLOWED_GLOBALS[(_module, "csr_matrix")] = _CsrStandIn
+    _MANO_GLOBALS[(_module, "csr_matrix")] = _CsrStandIn
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
-    """Resolves only the globals in ``_ALLOWED_GLOBALS``; anything else raises ``ValueError``."""
+class _ManoUnpickler(RestrictedUnpickler):
+    """Numpy arrays, SciPy sparse matrices and chumpy Ch/Select only; anything else is refused."""
 
-    def find_class(self, module: str, name: str) -> Any:
-        allowed = _ALLOWED_GLOBALS.get((module, name))
-        if allowed is not None:
-            return allowed
-        if module.startswith("chumpy"):
-            raise ValueError(
-                f"MANO pickle uses chumpy class {module}.{name}, which this loader cannot evaluate "
-                "(supported: chumpy.ch.Ch, chumpy.reordering.Select); re-save the model as plain numpy"
-            )
-        raise ValueError(
-            f"refused to load global {module}.{name} from the MANO pickle: only numpy arrays, SciPy "
-            "sparse matrices and chumpy Ch/Select are allowed (the file is not a MANO model or was "
-            "tampered with)"
-        )
+    allowlist = Allowlist(globals=_MANO_GLOBALS, refusal=_mano_refusal)
 
 
 def _evaluate(value: Any) -> Any:
@@ -212,12 +185,12 @@ def _unpickle_mano_dict(path: str) -> dict[str, Any]:
     if not os.path.isfile(path):
         raise ValueError(
             f"MANO model file {path!r} does not exist; download MANO_RIGHT.pkl from "
-            "https://mano.is.tue.mpg.de (or make a synthetic one with wilor_ros.core.mano_synthetic)"
+            "https://mano.is.tue.mpg.de (or make a synthetic one with `wilor-ros make-synthetic-models`)"
         )
     with open(path, "rb") as handle:
         raw = handle.read()
     try:
-        data = _RestrictedUnpickler(io.BytesIO(raw), encoding="latin1").load()
+        data = _ManoUnpickler(io.BytesIO(raw), encoding="latin1").load()
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from exc
     except (pickle.UnpicklingError, EOFError, TypeError, AttributeError, IndexError, KeyError) as exc:
@@ -267,23 +240,10 @@ class ManoModel:
         return self.J_regressor @ self.v_template
 
     def smplx_data_struct(self) -> SimpleNamespace:
-        """An object to pass as ``smplx.MANO(..., data_struct=...)`` (smplx 0.1.28).
-
-        smplx reads the attributes ``f``, ``v_template``, ``shapedirs``, ``posedirs``,
-        ``J_regressor`` (sparse or dense: it densifies), ``kintree_table``, ``weights``,
-        ``hands_components`` and ``hands_mean`` (smplx/body_models.py, SMPL and MANO __init__).
-        """
-        return SimpleNamespace(
-            f=self.faces,
-            v_template=self.v_template,
-            shapedirs=self.shapedirs,
-            posedirs=self.posedirs,
-            J_regressor=self.J_regressor,
-            kintree_table=self.kintree_table,
-            weights=self.weights,
-            hands_components=self.hands_components,
-            hands_mean=self.hands_mean,
-        )
+        """An object to pass as ``smplx.MANO(..., data_struct=...)`` (smplx 0.1.28): the arrays of
+        ``SMPLX_DATA_STRUCT_ARRAYS`` under their own names, and ``faces`` as ``f``."""
+        arrays = {name: getattr(self, name) for name in SMPLX_DATA_STRUCT_ARRAYS}
+        return SimpleNamespace(f=self.faces, **arrays)
 
 
 def _array(data: dict[str, Any], key: str, shape: tuple[int | None, ...], path: str) -> np.ndarray:

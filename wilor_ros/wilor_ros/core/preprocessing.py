@@ -172,14 +172,19 @@ def to_rgb(image: np.ndarray) -> np.ndarray:
     raise ValueError(f"expected an H x W, H x W x 3 (RGB) or H x W x 4 (RGBA) image, got shape {image.shape}")
 
 
-def _check_rgb(image_rgb: np.ndarray) -> None:
-    if image_rgb.dtype != np.uint8 or image_rgb.ndim != 3 or image_rgb.shape[2] != RGB_CHANNELS:
-        raise ValueError(
-            f"expected an H x W x 3 RGB uint8 image, got {image_rgb.dtype} {image_rgb.shape}; "
-            "convert it with to_rgb() first"
-        )
-    if image_rgb.shape[0] == 0 or image_rgb.shape[1] == 0:
-        raise ValueError(f"the image is empty: shape {image_rgb.shape}")
+def check_rgb_image(
+    image: np.ndarray | torch.Tensor,
+    uint8: object = np.uint8,
+    kind: str = "image",
+    advice: str = "convert it with to_rgb() first",
+) -> None:
+    """ValueError unless ``image`` is a non-empty H x W x 3 uint8 image: a numpy array, or a torch
+    tensor with ``uint8=torch.uint8``; ``kind`` and ``advice`` complete the message."""
+    shape = tuple(image.shape)
+    if image.dtype != uint8 or len(shape) != 3 or shape[2] != RGB_CHANNELS:
+        raise ValueError(f"expected an H x W x 3 RGB uint8 {kind}, got {image.dtype} {shape}; {advice}")
+    if shape[0] == 0 or shape[1] == 0:
+        raise ValueError(f"the image is empty: shape {shape}")
 
 
 def _check_rescale(rescale: float) -> float:
@@ -410,7 +415,7 @@ def crop_hand_reference(
     image_rgb: H x W x 3 RGB uint8. box: (4,) XYXY pixels. Slow for big images (full copies);
     kept as the parity reference for :func:`crop_hands`.
     """
-    _check_rgb(image_rgb)
+    check_rgb_image(image_rgb)
     geometry = crop_geometry(box, is_right, rescale)
     image: np.ndarray = image_rgb
     if geometry.blur_sigma is not None:
@@ -557,7 +562,7 @@ def crop_hands(
     image_rgb: H x W x 3 RGB uint8 (see :func:`to_rgb`). Boxes may lie partly or fully outside the
     image (outside pixels are black before normalisation, as in the official crop).
     """
-    _check_rgb(image_rgb)
+    check_rgb_image(image_rgb)
     rescale = _check_rescale(rescale)
     height, width = image_rgb.shape[:2]
     count = len(detections)

@@ -97,6 +97,15 @@ class _Waiting:
     depth_done: bool
 
 
+def _drop_oldest(pending: OrderedDict[int, Any], limit: int) -> int:
+    """Drop the oldest entries of ``pending`` beyond ``limit``; returns how many were dropped."""
+    dropped = 0
+    while len(pending) > limit:
+        pending.popitem(last=False)
+        dropped += 1
+    return dropped
+
+
 @dataclass
 class StampPairer:
     """See the module docstring. Thread-safe: callbacks and a timer may call it concurrently."""
@@ -130,9 +139,7 @@ class StampPairer:
                 self.counters.superseded += 1
             self._waiting[stamp] = waiting
             self._waiting = OrderedDict(sorted(self._waiting.items()))
-            while len(self._waiting) > self.config.max_pending:
-                self._waiting.popitem(last=False)
-                self.counters.evicted += 1
+            self.counters.evicted += _drop_oldest(self._waiting, self.config.max_pending)
             return self._collect(now)
 
     def add_boxes(self, stamp: int, boxes: Any) -> list[PairedFrame]:
@@ -146,9 +153,7 @@ class StampPairer:
                 waiting.frame.boxes, waiting.boxes_done = boxes, True
             else:
                 self._early_boxes[stamp] = (now, boxes)
-                while len(self._early_boxes) > self.config.max_pending:
-                    self._early_boxes.popitem(last=False)
-                    self.counters.boxes_without_image += 1
+                self.counters.boxes_without_image += _drop_oldest(self._early_boxes, self.config.max_pending)
             return self._collect(now)
 
     def add_depth(self, stamp: int, depth: Any) -> list[PairedFrame]:

@@ -2,7 +2,7 @@
 
 Per dataset (any format of tools/train/datasets.py, no augmentation, crops with the training geometry):
 
-* 3D (samples with 3D keypoints): FreiHAND-protocol metrics from core/metrics.py: PA-MPJPE, AUC of the
+* 3D (samples with 3D keypoints): FreiHAND-protocol metrics from tools/metrics.py: PA-MPJPE, AUC of the
   joint PCK (0-50 mm) and, when every sample has GT vertices (given, or posed from GT MANO parameters),
   PA-MPVPE, vertex AUC and F-scores at 5 and 15 mm. Left-hand predictions are un-mirrored (x -> -x)
   before comparison with the camera-frame ground truth; Procrustes alignment removes scale, rotation
@@ -30,8 +30,8 @@ import torch
 from wilor_ros.core.constants import CROP_SIZE, NUM_HAND_JOINTS
 from wilor_ros.core.geometry import axis_angle_to_rotmat
 from wilor_ros.core.mano import load_mano
-from wilor_ros.core.metrics import SampleMetrics, aggregate, evaluate_sample, pck_2d
 from wilor_ros.core.preprocessing import invert_affine
+from wilor_ros.tools.metrics import SampleMetrics, aggregate, evaluate_sample, pck_2d
 from wilor_ros.tools.train.config import EvalConfig
 from wilor_ros.tools.train.datasets import HandRecord, distinguish_labels, read_dataset, try_example
 from wilor_ros.tools.train.validation import BadSample, BadSampleError, DataReport

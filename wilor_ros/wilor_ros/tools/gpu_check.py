@@ -187,8 +187,8 @@ def environment(device: str) -> dict[str, Any]:
 
 def make_models(folder: Path, size: str) -> dict[str, Any]:
     """Synthetic MANO + checkpoint of ``size`` (no ONNX: nothing here needs it)."""
-    from wilor_ros.core.mano_synthetic import make_synthetic_mano
-    from wilor_ros.core.synthetic import make_synthetic_checkpoint
+    from wilor_ros.tools.synthetic_checkpoint import make_synthetic_checkpoint
+    from wilor_ros.tools.synthetic_mano import make_synthetic_mano
     from wilor_ros.tools.synthetic_models import synthetic_config
 
     folder.mkdir(parents=True, exist_ok=True)

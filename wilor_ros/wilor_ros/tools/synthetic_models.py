@@ -44,9 +44,9 @@ def make_synthetic_models(
     out_dir: str | Path, *, size: str = "medium", seed: int = 0, force: bool = False, detector: bool = True
 ) -> dict[str, Path]:
     """Write the synthetic model set into ``out_dir``; existing files are kept unless ``force``."""
-    from wilor_ros.core.mano_synthetic import make_synthetic_mano
-    from wilor_ros.core.synthetic import make_synthetic_checkpoint
     from wilor_ros.tools.export import export_checkpoint_onnx
+    from wilor_ros.tools.synthetic_checkpoint import make_synthetic_checkpoint
+    from wilor_ros.tools.synthetic_mano import make_synthetic_mano
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

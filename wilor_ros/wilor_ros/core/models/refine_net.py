@@ -18,9 +18,9 @@ from wilor_ros.core.constants import NUM_BETAS, NUM_MANO_JOINTS
 from wilor_ros.core.geometry import (
     ROT6D_DIM,
     perspective_projection,
-    rot6d_to_rotmat,
     weak_perspective_to_translation,
 )
+from wilor_ros.core.models.estimate import ManoEstimate
 
 CAM_DIM = 3
 DECONV_KERNEL, DECONV_STRIDE, DECONV_PADDING = 4, 2, 1  # each transposed conv doubles the map size
@@ -69,16 +69,13 @@ class DeConvNet(nn.Module):
 class RefineOutput:
     """Refined estimate (float32) and intermediates.
 
-    pose_6d: B x 96, betas: B x 10, cam: B x 3 (coarse + residual); rotmats: B x 16 x 3 x 3.
+    estimate: the refined ManoEstimate (pose_6d, betas, cam = coarse + residual).
     feature_maps: [f0, f1, f2]; verts_2d: per scale B x 778 x 2 sampling coordinates before grid
     normalisation; sampled_max: per scale B x C_i; vert_feats: B x (C/8 + C/4 + C/2);
     delta_pose / delta_betas / delta_cam: the residuals.
     """
 
-    pose_6d: torch.Tensor
-    betas: torch.Tensor
-    cam: torch.Tensor
-    rotmats: torch.Tensor
+    estimate: ManoEstimate
     feature_maps: list[torch.Tensor]
     verts_2d: list[torch.Tensor]
     sampled_max: list[torch.Tensor]
@@ -125,14 +122,12 @@ class RefineNet(nn.Module):
         self,
         img_feat: torch.Tensor,
         coarse_vertices: torch.Tensor,
-        coarse_pose_6d: torch.Tensor,
-        coarse_betas: torch.Tensor,
-        coarse_cam: torch.Tensor,
+        coarse: ManoEstimate,
         focal_length: torch.Tensor,
     ) -> RefineOutput:
-        """img_feat: B x C x 16 x 12; coarse_vertices: B x 778 x 3 (float32); coarse_pose_6d: B x 96;
-        coarse_betas: B x 10; coarse_cam: B x 3 [s, tx, ty]; focal_length: B x 2 (5000)."""
-        batch = img_feat.shape[0]
+        """img_feat: B x C x 16 x 12; coarse_vertices: B x 778 x 3 (float32); coarse: the backbone's
+        estimate (pose_6d B x 96, betas B x 10, cam B x 3 [s, tx, ty]); focal_length: B x 2 (5000)."""
+        coarse_cam = coarse.cam
         feature_maps = self.deconv(img_feat)
         verts_2d: list[torch.Tensor] = []
         sampled_max: list[torch.Tensor] = []
@@ -148,15 +143,11 @@ class RefineNet(nn.Module):
         delta_betas = self.dec_shape(vert_feats)
         delta_cam = self.dec_cam(vert_feats)
         # SPEC 4.4: residuals are added before any rotation conversion
-        pose_6d = coarse_pose_6d + delta_pose
-        betas = coarse_betas + delta_betas
-        cam = coarse_cam + delta_cam
-        rotmats = rot6d_to_rotmat(pose_6d.reshape(-1, ROT6D_DIM)).reshape(batch, NUM_MANO_JOINTS, 3, 3)
+        estimate = ManoEstimate.from_pose_6d(
+            coarse.pose_6d + delta_pose, coarse.betas + delta_betas, coarse_cam + delta_cam
+        )
         return RefineOutput(
-            pose_6d=pose_6d,
-            betas=betas,
-            cam=cam,
-            rotmats=rotmats,
+            estimate=estimate,
             feature_maps=feature_maps,
             verts_2d=verts_2d,
             sampled_max=sampled_max,

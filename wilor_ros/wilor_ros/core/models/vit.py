@@ -16,8 +16,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from wilor_ros.core.constants import CROP_WIDTH_TRIM, NUM_BETAS, NUM_MANO_JOINTS
-from wilor_ros.core.geometry import ROT6D_DIM, rot6d_to_rotmat
+from wilor_ros.core.geometry import ROT6D_DIM
 from wilor_ros.core.mean_params import MEAN_BETAS, MEAN_CAM, MEAN_POSE_6D
+from wilor_ros.core.models.estimate import ManoEstimate
 
 CAM_DIM = 3  # weak-perspective camera [s, tx, ty]
 # The patch conv pads 2 pixels on every side (ViTPose PatchEmbed with ratio 1: 4 + 2*(1//2 - 1) = 2).
@@ -28,19 +29,16 @@ NUM_EXTRA_TOKENS = 2  # shape token and camera token, after the J pose tokens
 
 @dataclass
 class BackboneOutput:
-    """Coarse estimate of the backbone (all float32).
+    """Coarse estimate of the backbone and what it read it from.
 
-    pose_6d: B x 96 (J x 6, joint-major) = decoder output + init_hand_pose, before rotation conversion.
-    betas: B x 10; cam: B x 3 [s, tx, ty]; rotmats: B x J x 3 x 3 from pose_6d (SPEC 3.7).
+    estimate: the coarse ManoEstimate; its pose_6d, betas and cam are the decoder outputs plus the mean
+    parameters (init_hand_pose, init_betas, init_cam), float32.
     img_feat: B x C x 16 x 12 patch tokens after the final LayerNorm (float32).
     tokens: B x T x C after the final LayerNorm; patch_tokens: B x P x C patch embedding before the
     positional embedding; block_outputs: one B x T x C per block (only filled on request).
     """
 
-    pose_6d: torch.Tensor
-    betas: torch.Tensor
-    cam: torch.Tensor
-    rotmats: torch.Tensor
+    estimate: ManoEstimate
     img_feat: torch.Tensor
     tokens: torch.Tensor
     patch_tokens: torch.Tensor
@@ -205,12 +203,8 @@ class ViTBackbone(nn.Module):
         betas = self.decshape(x[:, NUM_MANO_JOINTS]) + self.init_betas
         cam = self.deccam(x[:, NUM_MANO_JOINTS + 1]) + self.init_cam
         img_feat = x[:, num_queries:].reshape(batch, grid_h, grid_w, -1).permute(0, 3, 1, 2)
-        rotmats = rot6d_to_rotmat(pose_6d.reshape(-1, ROT6D_DIM)).reshape(batch, NUM_MANO_JOINTS, 3, 3)
         return BackboneOutput(
-            pose_6d=pose_6d,
-            betas=betas,
-            cam=cam,
-            rotmats=rotmats,
+            estimate=ManoEstimate.from_pose_6d(pose_6d, betas, cam),
             img_feat=img_feat,
             tokens=x,
             patch_tokens=patch_tokens,

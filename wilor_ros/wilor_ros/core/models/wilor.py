@@ -24,13 +24,13 @@ from wilor_ros.core.constants import (
     CROP_WIDTH_TRIM,
     FOCAL_LENGTH,
     NUM_BETAS,
-    NUM_HAND_JOINTS,
     NUM_JOINTS,
     NUM_MANO_JOINTS,
     NUM_VERTICES,
 )
 from wilor_ros.core.geometry import perspective_projection, weak_perspective_to_translation
 from wilor_ros.core.models.discriminator import Discriminator
+from wilor_ros.core.models.estimate import mano_params
 from wilor_ros.core.models.mano_layer import ManoLayer
 from wilor_ros.core.models.refine_net import RefineNet
 from wilor_ros.core.models.vit import PATCH_PADDING, ViTBackbone
@@ -87,7 +87,7 @@ def _empty_outputs(config: ReconstructorConfig, device: torch.device, dtype: tor
         return torch.zeros((0, *shape), device=device, dtype=dtype)
 
     def params() -> dict[str, torch.Tensor]:
-        return {"global_orient": z(1, 3, 3), "hand_pose": z(NUM_HAND_JOINTS, 3, 3), "betas": z(NUM_BETAS)}
+        return mano_params(z(NUM_MANO_JOINTS, 3, 3), z(NUM_BETAS))
 
     return {
         "pred_cam": z(3),
@@ -178,39 +178,26 @@ class WiLoR(nn.Module):
         focal_length = torch.full((batch, 2), focal, device=x.device, dtype=torch.float32)
 
         coarse = self.backbone(x, keep_blocks=return_intermediates)
-        coarse_vertices, coarse_joints = self.mano(
-            global_orient=coarse.rotmats[:, :1], hand_pose=coarse.rotmats[:, 1:], betas=coarse.betas
-        )
-        refined = self.refine_net(
-            coarse.img_feat, coarse_vertices, coarse.pose_6d, coarse.betas, coarse.cam, focal_length
-        )
-        vertices, joints = self.mano(
-            global_orient=refined.rotmats[:, :1], hand_pose=refined.rotmats[:, 1:], betas=refined.betas
-        )
+        coarse_vertices, coarse_joints = self.mano(**coarse.estimate.mano_params())
+        refined = self.refine_net(coarse.img_feat, coarse_vertices, coarse.estimate, focal_length)
+        final = refined.estimate
+        vertices, joints = self.mano(**final.mano_params())
         # SPEC 4.5 / pitfall 11: the crop camera refers to the 256-pixel crop, not the 192-wide ViT input
-        cam_t = weak_perspective_to_translation(refined.cam, focal_length[:, 0], self.config.image_size)
+        cam_t = weak_perspective_to_translation(final.cam, focal_length[:, 0], self.config.image_size)
         keypoints_2d = perspective_projection(joints, cam_t, focal_length / self.config.image_size)
 
         out: dict[str, Any] = {
-            "pred_cam": refined.cam,
-            "pred_mano_params": {
-                "global_orient": refined.rotmats[:, :1],
-                "hand_pose": refined.rotmats[:, 1:],
-                "betas": refined.betas,
-            },
+            "pred_cam": final.cam,
+            "pred_mano_params": final.mano_params(),
             "pred_cam_t": cam_t,
             "focal_length": focal_length,
             "pred_keypoints_3d": joints,
             "pred_vertices": vertices,
             "pred_keypoints_2d": keypoints_2d,
             "coarse": {
-                "pred_cam": coarse.cam,
-                "pred_pose_6d": coarse.pose_6d,
-                "pred_mano_params": {
-                    "global_orient": coarse.rotmats[:, :1],
-                    "hand_pose": coarse.rotmats[:, 1:],
-                    "betas": coarse.betas,
-                },
+                "pred_cam": coarse.estimate.cam,
+                "pred_pose_6d": coarse.estimate.pose_6d,
+                "pred_mano_params": coarse.estimate.mano_params(),
                 "pred_vertices": coarse_vertices,
                 "pred_keypoints_3d": coarse_joints,
             },

@@ -17,15 +17,16 @@ Formats (details and field units in docs/training.md):
    (2,), ``scale`` (2,) = box size / 200 (already including the rescale), ``hand_pose`` (48,) axis-angle
    (global + 45), ``betas`` (10,), ``right`` (1 = right hand), ``has_hand_pose``, ``has_betas`` and
    ``extra_info``; an optional ``<key>.detection.npz`` holds masks (unused here). Left hands are stored in
-   their own convention and mirrored at crop time. The pickle is read with a restricted unpickler that
-   only builds numpy arrays and plain containers. Read with the standard library's tarfile (the
-   ``webdataset`` package is not needed).
+   their own convention and mirrored at crop time. The pickle is read with the restricted unpickler of
+   core/safe_pickle.py (allowlist: numpy arrays and plain containers). Read with the standard library's
+   tarfile (the ``webdataset`` package is not needed).
 3. **JSONL index** (our format for a team's own data): one JSON object per line (or a JSON list), see
    :func:`read_jsonl`.
 """
 
 from __future__ import annotations
 
+import codecs
 import glob
 import io
 import json
@@ -46,6 +47,7 @@ import torch
 
 from wilor_ros.core.constants import NUM_BETAS, NUM_HAND_JOINTS, NUM_JOINTS, NUM_VERTICES
 from wilor_ros.core.preprocessing import crop_geometry
+from wilor_ros.core.safe_pickle import NUMPY_GLOBALS, Allowlist, RestrictedUnpickler, numpy_dtype_class
 from wilor_ros.core.types import Side
 from wilor_ros.tools.train.augment import AugmentParams, make_training_example, sample_augment
 from wilor_ros.tools.train.config import AugmentConfig, DatasetEntry
@@ -266,26 +268,18 @@ def _freihand_record(
 
 
 # ------------------------------------------------------------------------------------------ tar shards
-class _DataUnpickler(pickle.Unpickler):
+def _pyd_refusal(module: str, name: str) -> str:
+    return f"data.pyd references {module}.{name}, which is not plain data; refused"
+
+
+class _DataUnpickler(RestrictedUnpickler):
     """Builds only numpy arrays/scalars and plain containers (data.pyd holds nothing else)."""
 
-    def find_class(self, module: str, name: str) -> Any:
-        multiarray_modules = ("numpy.core.multiarray", "numpy._core.multiarray")
-        if module in multiarray_modules and name in ("_reconstruct", "scalar"):
-            try:
-                from numpy._core import multiarray
-            except ImportError:  # numpy 1.x
-                from numpy.core import multiarray  # type: ignore[no-redef]
-            return getattr(multiarray, name)
-        if module == "numpy" and name in ("ndarray", "dtype"):
-            return getattr(np, name)
-        if module.startswith("numpy") and module.endswith("dtypes") and name.endswith("DType"):
-            return getattr(np.dtypes, name)
-        if module == "_codecs" and name == "encode":
-            import codecs
-
-            return codecs.encode
-        raise pickle.UnpicklingError(f"data.pyd references {module}.{name}, which is not plain data; refused")
+    allowlist = Allowlist(
+        globals={**NUMPY_GLOBALS, ("_codecs", "encode"): codecs.encode},
+        refusal=_pyd_refusal,
+        rule=numpy_dtype_class,
+    )
 
 
 def _load_pyd(data: bytes) -> Any:
@@ -430,6 +424,19 @@ def _resolve(image: str, base: Path) -> Path:
     return Path(image) if Path(image).is_absolute() else base / image
 
 
+def _keypoints_with_confidence(entry: dict[str, Any], key: str, dims: int) -> np.ndarray:
+    """``entry[key]`` (21 x dims, or 21 x (dims + 1) with a confidence column) as 21 x (dims + 1)
+    float32; confidence 1 where the entry has none, all zeros (unlabelled) when the key is absent."""
+    out = np.zeros((NUM_JOINTS, dims + 1), np.float32)
+    if entry.get(key) is not None:
+        raw = np.asarray(entry[key], np.float32)
+        if raw.shape not in ((NUM_JOINTS, dims), (NUM_JOINTS, dims + 1)):
+            raise SampleError(BAD_SHAPE, f"{key} must be 21 x {dims} or 21 x {dims + 1}, got {raw.shape}")
+        out[:, :dims] = raw[:, :dims]
+        out[:, dims] = raw[:, dims] if raw.shape[1] == dims + 1 else 1.0
+    return out
+
+
 def _record_from_json(entry: dict[str, Any], base: Path, rescale: float) -> HandRecord:
     for key in ("image", "box", "side"):
         if key not in entry:
@@ -439,20 +446,8 @@ def _record_from_json(entry: dict[str, Any], base: Path, rescale: float) -> Hand
         raise SampleError(OUT_OF_RANGE, f"box must be [x1, y1, x2, y2], x2 > x1, y2 > y1; got {entry['box']}")
     box = box.astype(np.float32)
     is_right = Side.parse(entry["side"]) == Side.RIGHT
-    kp2d = np.zeros((NUM_JOINTS, 3), np.float32)
-    if entry.get("keypoints_2d") is not None:
-        raw = np.asarray(entry["keypoints_2d"], np.float32)
-        if raw.shape not in ((NUM_JOINTS, 2), (NUM_JOINTS, 3)):
-            raise SampleError(BAD_SHAPE, f"keypoints_2d must be 21 x 2 or 21 x 3, got {raw.shape}")
-        kp2d[:, :2] = raw[:, :2]
-        kp2d[:, 2] = raw[:, 2] if raw.shape[1] == 3 else 1.0
-    kp3d = np.zeros((NUM_JOINTS, 4), np.float32)
-    if entry.get("keypoints_3d") is not None:
-        raw = np.asarray(entry["keypoints_3d"], np.float32)
-        if raw.shape not in ((NUM_JOINTS, 3), (NUM_JOINTS, 4)):
-            raise SampleError(BAD_SHAPE, f"keypoints_3d must be 21 x 3 or 21 x 4, got {raw.shape}")
-        kp3d[:, :3] = raw[:, :3]
-        kp3d[:, 3] = raw[:, 3] if raw.shape[1] == 4 else 1.0
+    kp2d = _keypoints_with_confidence(entry, "keypoints_2d", 2)
+    kp3d = _keypoints_with_confidence(entry, "keypoints_3d", 3)
     pose, has_pose = np.zeros(MANO_POSE_DIM, np.float32), 0.0
     betas, has_betas = np.zeros(NUM_BETAS, np.float32), 0.0
     mano = entry.get("mano")

@@ -127,7 +127,7 @@ def build_model(cfg: TrainConfig, checkpoint: str | None = None) -> WiLoR:
     """The model to train (float32, CPU): from ``checkpoint`` (resume), ``model.init_checkpoint`` or
     from scratch with the configured architecture (mean-parameter init)."""
     from wilor_ros.core.reconstructor import load_reconstructor
-    from wilor_ros.core.synthetic import synthetic_state_dict
+    from wilor_ros.tools.synthetic_checkpoint import synthetic_state_dict
 
     if not cfg.model.mano_path:
         raise ValueError("model.mano_path is required (MANO_RIGHT.pkl, real or synthetic)")

@@ -3,7 +3,7 @@
 They let the whole pipeline run (tests, demos, benchmarks) where the licensed WiLoR weights are not
 available. Outputs are finite and hand-like (MANO near its mean pose, camera near the mean camera) but
 carry no knowledge of real hands; every such file is marked ``synthetic`` and the loader says so.
-(The synthetic MANO model generator lives in core/mano_synthetic.py.)
+(The synthetic MANO model generator lives in tools/synthetic_mano.py.)
 """
 
 from __future__ import annotations
