@@ -135,6 +135,10 @@ def test_locked_weights_count_in_vmlck(small_ckpt, mano_pkl):
         pytest.skip(f"mlock not permitted here: {exc}")
     weight_kb = sum(t.untyped_storage().nbytes() for t in (*model.parameters(), *model.buffers())) // 1024
     assert locked_kb() - before >= weight_kb * 0.99
+    # freeing the model unlocks its pages (a reloading node must not creep up the locked limit)
+    del model
+    gc.collect()
+    assert locked_kb() - before < weight_kb * 0.01
 
 
 def test_unknown_weight_loading_is_refused(small_ckpt, mano_pkl):

@@ -6,6 +6,7 @@ import ctypes
 import itertools
 import logging
 import os
+import weakref
 
 import torch
 
@@ -138,9 +139,10 @@ def lock_in_memory(tensors: list[torch.Tensor]) -> int:
     if not hasattr(libc, "mlock"):
         raise RuntimeError("lock_weights needs mlock (Linux/POSIX); set lock_weights to false here")
     libc.mlock.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
-    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors}
+    libc.munlock.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
+    storages = {t.untyped_storage().data_ptr(): (t.untyped_storage().nbytes(), t) for t in tensors}
     total = 0
-    for address, size in storages.items():
+    for address, (size, owner) in storages.items():
         if size == 0:
             continue
         if libc.mlock(ctypes.c_void_p(address), ctypes.c_size_t(size)) != 0:
@@ -151,6 +153,10 @@ def lock_in_memory(tensors: list[torch.Tensor]) -> int:
                 "systemd unit, --ulimit memlock=-1 in docker, or grant CAP_IPC_LOCK), or set lock_weights "
                 "to false"
             )
+        # unlock when the tensor goes (its weakref callbacks run before its memory is freed), or the
+        # locked pages would stay locked under whatever reuses the memory: a node that reloads its
+        # model would creep towards the locked-memory limit
+        weakref.finalize(owner, libc.munlock, ctypes.c_void_p(address), ctypes.c_size_t(size))
         total += size
     return total
 
