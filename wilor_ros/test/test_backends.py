@@ -35,15 +35,39 @@ def crops(count: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((count, *INPUT_SPEC.shape[1:])).astype(np.float32)
 
 
-def test_types_and_specs(backends):
+def test_types_synthetic_flag_and_faces(backends):
     assert isinstance(backends["pytorch"], TorchBackend)
     assert isinstance(backends["onnxruntime"], OnnxRuntimeBackend)
     for backend in backends.values():
-        assert backend.input_spec() == INPUT_SPEC
-        assert backend.output_spec() == OUTPUT_SPECS
         assert backend.synthetic
         assert backend.faces is not None and backend.faces.shape[1] == 3
+    # the checkpoint's MANO faces and the ones the exporter wrote into the ONNX metadata
     np.testing.assert_array_equal(backends["pytorch"].faces, backends["onnxruntime"].faces)
+
+
+def test_exported_file_declares_the_spec(backends):
+    """What ONNX Runtime reads from the exported file itself (names, order, dynamic batch axis, fixed
+    axes, dtypes) is the interface spec: a renamed, reordered, re-typed or fixed-batch export fails."""
+    backend = backends["onnxruntime"]
+    assert backend.input_spec() == INPUT_SPEC
+    assert backend.output_spec() == OUTPUT_SPECS
+
+
+@pytest.mark.parametrize("batch", [0, 2])
+def test_infer_tensor_equals_infer(backends, batch):
+    """The tensor entry point the pipeline's device preprocessing uses: PyTorch runs the tensor where it
+    is (supports_device_input); ONNX Runtime takes the base class's host round trip."""
+    import torch
+
+    assert backends["pytorch"].supports_device_input and not backends["onnxruntime"].supports_device_input
+    x = crops(batch, seed=3)
+    for name, backend in backends.items():
+        direct, via_tensor = backend.infer(x), backend.infer_tensor(torch.from_numpy(x))
+        assert len(via_tensor) == batch, name
+        for field in ReconstructorOutput.names():
+            np.testing.assert_allclose(
+                getattr(via_tensor, field), getattr(direct, field), atol=PARITY_TOL, err_msg=f"{name} {field}"
+            )
 
 
 @pytest.mark.parametrize("batch", [0, 1, 3])

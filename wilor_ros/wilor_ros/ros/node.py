@@ -75,9 +75,7 @@ class HandReconstructionNode(Node):
         self._last_stamp: int | None = None
 
         label = "SYNTHETIC MODELS" if self.pipeline.synthetic else None
-        self.outputs = HandOutputs(
-            self, getattr(self.pipeline.backend, "faces", None), label, self.warnings.warn
-        )
+        self.outputs = HandOutputs(self, self.pipeline.backend.faces, label, self.warnings.warn)
         self.inputs = NodeInputs(self, p, self.params.pairing_config(), self.warnings, self.stats)
         self.create_timer(p["diagnostics_period"], self._publish_diagnostics)
         self._running = True

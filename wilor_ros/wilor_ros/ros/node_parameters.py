@@ -136,14 +136,11 @@ class NodeParameters:
         for key in ("detection_threshold", "nms_iou_threshold", "max_hands", "rescale_factor"):
             if key in updates:
                 setattr(cfg, key, updates[key])
-        detector = pipeline.detector
-        if detector is not None:
-            for key, attr in (
-                ("detection_threshold", "conf_threshold"),
-                ("nms_iou_threshold", "iou_threshold"),
-            ):
-                if key in updates and hasattr(detector, attr):
-                    setattr(detector, attr, updates[key])
+        if pipeline.detector is not None:
+            pipeline.detector.reconfigure(
+                conf_threshold=updates.get("detection_threshold"),
+                iou_threshold=updates.get("nms_iou_threshold"),
+            )
         tcfg = temporal.config
         for key, attr in (
             ("use_tracking", "tracking"),

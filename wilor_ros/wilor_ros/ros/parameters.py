@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from wilor_ros.core.pipeline import BACKEND_CHOICES, PRECISION_CHOICES, WEIGHT_LOADING_CHOICES
+from wilor_ros.core.backends.registry import BACKEND_CHOICES, PRECISION_CHOICES
+from wilor_ros.core.pipeline import WEIGHT_LOADING_CHOICES
 from wilor_ros.ros.input_qos import INPUT_QOS_CHOICES
 
 

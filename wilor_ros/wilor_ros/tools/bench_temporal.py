@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from wilor_ros.core.backends.registry import BACKEND_CHOICES
 from wilor_ros.core.pipeline import HandPipeline
 from wilor_ros.core.temporal import TemporalConfig, TemporalHandPipeline
 from wilor_ros.core.tracking import TrackerConfig
@@ -191,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-dir", required=True, help="models (detector.onnx optional, MANO_RIGHT.pkl)")
-    parser.add_argument("--backend", default="onnxruntime", choices=("pytorch", "onnxruntime", "tensorrt"))
+    parser.add_argument("--backend", default="onnxruntime", choices=BACKEND_CHOICES)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--frames", type=int, default=DEFAULT_FRAMES)
     parser.add_argument("--redetect-every", type=int, default=10)

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from wilor_ros.core.backends.base import ReconstructorBackend, ReconstructorOutput, check_crops
+from wilor_ros.core.backends.registry import BACKENDS
 from wilor_ros.core.constants import CROP_SIZE
 
 LOG = logging.getLogger(__name__)
@@ -163,6 +164,7 @@ class TorchBackend(ReconstructorBackend):
     """Runs a reconstructor nn.Module (from ``load_reconstructor``) on CPU or CUDA."""
 
     name = "pytorch"
+    supports_device_input = BACKENDS[name].device_input
 
     def __init__(
         self,
