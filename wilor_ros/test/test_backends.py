@@ -10,6 +10,7 @@ import pytest
 
 from wilor_ros.core.backends.base import INPUT_SPEC, OUTPUT_SPECS, ReconstructorOutput
 from wilor_ros.core.backends.onnxruntime_backend import OnnxRuntimeBackend
+from wilor_ros.core.backends.registry import BACKEND_CHOICES, BACKENDS, PRECISION_CHOICES
 from wilor_ros.core.backends.torch_backend import TorchBackend
 from wilor_ros.core.pipeline import ModelPaths, PipelineConfig, make_backend
 from wilor_ros.tools.compare_backends import compare_outputs, run_compare
@@ -178,3 +179,37 @@ def test_int8_onnxruntime_backend(synthetic_model_dir, tmp_path):
 def test_precisions_a_runtime_cannot_run_are_refused(backend, precision):
     with pytest.raises(ValueError, match=f"the {backend} backend runs precision"):
         PipelineConfig(backend=backend, precision=precision).validate()
+
+
+@pytest.mark.parametrize("name", BACKEND_CHOICES)
+def test_validation_follows_the_registry(name):
+    """PipelineConfig accepts exactly the precisions and options the registry gives each runtime."""
+    entry = BACKENDS[name]
+    for precision in PRECISION_CHOICES:
+        config = PipelineConfig(backend=name, precision=precision)
+        if precision in entry.precisions:
+            config.validate()
+        else:
+            with pytest.raises(ValueError, match=f"runs precision {' [|] '.join(entry.precisions)}"):
+                config.validate()
+    options = {"device_preprocessing": entry.device_input, "torch_compile": entry.torch_runtime}
+    for option, allowed in options.items():
+        config = PipelineConfig(backend=name, precision=entry.precisions[0], **{option: True})
+        if allowed:
+            config.validate()
+        else:
+            with pytest.raises(ValueError, match=option):
+                config.validate()
+
+
+def test_entry_points_offer_the_registry_choices():
+    """The ROS parameters and the command line list the registry's runtimes and precisions."""
+    from wilor_ros.ros.parameters import BY_NAME
+    from wilor_ros.tools.cli import build_parser
+
+    assert BY_NAME["backend"].choices == BACKEND_CHOICES
+    assert BY_NAME["precision"].choices == PRECISION_CHOICES
+    args = build_parser().parse_args(["demo", "in.jpg", "--backend", "onnxruntime", "--precision", "int8"])
+    assert (args.backend, args.precision) == ("onnxruntime", "int8")
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["demo", "in.jpg", "--backend", "tflite"])

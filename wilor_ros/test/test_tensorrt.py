@@ -195,26 +195,83 @@ def test_mixed_precision_rejects_foreign_graph(tmp_path):
 
 
 # ------------------------------------------------------------------ errors without TensorRT / GPU
+def tensorrt_installed() -> bool:
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def expected_hint(device: str) -> str:
+    """The part of the error that tells the user what to do on this machine."""
+    if not tensorrt_installed():
+        return "pip install tensorrt-cu12"
+    return "use device 'cuda'" if device == "cpu" else "torch sees none"
+
+
 @pytest.mark.skipif(GPU_OK, reason="this machine has TensorRT and a GPU")
 def test_clear_error_without_tensorrt_or_gpu(synthetic_model_dir):
-    with pytest.raises(RuntimeError, match=r"TensorRT|CUDA GPU") as info:
+    with pytest.raises(RuntimeError) as info:
         TensorRTBackend.from_onnx(synthetic_model_dir / "wilor.onnx", device="cuda")
-    assert "onnxruntime" in str(info.value) or "pip install" in str(info.value)
+    message = str(info.value)
+    assert expected_hint("cuda") in message and "backend 'onnxruntime'" in message, message
 
 
 def test_cpu_device_is_refused():
-    with pytest.raises(RuntimeError, match="CUDA GPU"):
+    with pytest.raises(RuntimeError, match="CUDA GPU") as info:
         runtime.cuda_device("cpu")
+    assert "use device 'cuda'" in str(info.value) and "'onnxruntime'" in str(info.value)
 
 
-def test_pipeline_names_tensorrt_errors_clearly(synthetic_model_dir):
-    from wilor_ros.core.pipeline import ModelPaths, PipelineConfig, make_backend
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_pipeline_names_tensorrt_errors_clearly(synthetic_detector_dir, device):
+    """backend tensorrt where it cannot run: the reconstructor, the detector and the whole pipeline each
+    say what to install (or which device to use) and that backend onnxruntime runs instead. The detector
+    is TensorRT's: ONNX Runtime's would load here without error."""
+    from wilor_ros.core.pipeline import HandPipeline, ModelPaths, PipelineConfig, make_backend, make_detector
 
+    if GPU_OK and device == "cuda":
+        pytest.skip("this machine runs TensorRT")
     config = PipelineConfig(
-        models=ModelPaths(model_dir=str(synthetic_model_dir)), backend="tensorrt", device="cpu"
+        models=ModelPaths(model_dir=str(synthetic_detector_dir)), backend="tensorrt", device=device
     )
-    with pytest.raises(RuntimeError):
-        make_backend(config)
+    for build_part in (make_backend, make_detector, HandPipeline.from_config):
+        with pytest.raises(RuntimeError) as info:
+            build_part(config)
+        message = str(info.value)
+        assert "TensorRT" in message and expected_hint(device) in message, (build_part, message)
+        assert "backend 'onnxruntime'" in message, (build_part, message)
+
+
+# ------------------------------------------------------------------ detector engine, without a GPU
+def test_detector_profile():
+    (dynamic,) = build.detector_profile("images", (640, 640), 1, dynamic_hw=True)
+    assert dynamic.min == (1, 3, build.DETECTOR_MIN_SIDE, build.DETECTOR_MIN_SIDE)
+    assert dynamic.opt == dynamic.max == (1, 3, 640, 640)
+    (static,) = build.detector_profile("images", (384, 640), 2, dynamic_hw=False)
+    assert static.min == static.opt == (1, 3, 384, 640) and static.max == (2, 3, 384, 640)
+
+
+@pytest.mark.parametrize("dynamic", [True, False])
+def test_detector_signature_without_a_session_matches_onnxruntime(synthetic_detector_dir, tmp_path, dynamic):
+    """The TensorRT detector reads its I/O and metadata from the file (the engine profile is made from
+    them before any engine exists): they must be what ONNX Runtime reads, so both detectors letterbox,
+    batch and decode alike."""
+    from wilor_ros.core.backends.tensorrt.detector import OnnxSignature
+    from wilor_ros.core.detector import OnnxHandDetector
+    from wilor_ros.tools.export_detector import export_detector
+
+    path = synthetic_detector_dir / "detector.onnx"
+    if not dynamic:
+        path = export_detector(synthetic_detector_dir / "detector.pt", tmp_path / "s.onnx", dynamic=False)
+    signature = OnnxSignature.read(path)
+    reference = OnnxHandDetector(path)
+    assert signature.inputs == reference.runner.inputs and signature.outputs == reference.runner.outputs
+    assert signature.metadata == reference.runner.metadata
+    layout = signature.layout(str(path))
+    assert layout == reference.layout
+    assert layout.dynamic_hw is dynamic and (layout.static_batch is None) is dynamic
 
 
 # ------------------------------------------------------------------ real engines (GPU only)
@@ -256,3 +313,51 @@ def test_engine_rebuilt_when_onnx_changes(synthetic_model_dir, tmp_path):
     assert len(list((tmp_path / "engines").glob("*.engine"))) == 2
     assert len(engine_cache.stale_engines(tmp_path / "engines", "wilor", keep=[])) == 2
     assert Path(tmp_path / "engines").is_dir()
+
+
+@needs_gpu
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_detector_engine_matches_onnxruntime(synthetic_detector_dir, tmp_path, precision):
+    """The TensorRT detector's network gives ONNX Runtime's raw predictions on the same letterboxed
+    input; lists longer than the engine's batch run in chunks."""
+    from wilor_ros.core.backends.tensorrt.detector import TensorRTHandDetector
+    from wilor_ros.core.detector import OnnxHandDetector
+
+    path = tmp_path / "detector.onnx"
+    shutil.copy(synthetic_detector_dir / "detector.onnx", path)
+    engine_detector = TensorRTHandDetector(path, precision=precision, conf_threshold=0.0)
+    reference = OnnxHandDetector(path, conf_threshold=0.0)
+    assert engine_detector.layout == reference.layout and engine_detector.runner.max_batch == 1
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 255, shape, dtype=np.uint8) for shape in ((480, 640, 3), (720, 1280, 3))]
+    box_tol, score_tol = (1e-2, 1e-4) if precision == "fp32" else (2.0, 2e-2)  # pixels, score units
+    for image in images:
+        tensor, _ = reference.preprocess([image])
+        got, want = engine_detector.raw_predict(tensor), reference.raw_predict(tensor)
+        assert got.shape == want.shape
+        assert np.abs(got[:, :4] - want[:, :4]).max() < box_tol
+        assert np.abs(got[:, 4:] - want[:, 4:]).max() < score_tol
+    assert len(engine_detector.detect_batch(images * 2)) == 4
+    engine_detector.close()
+
+
+@needs_gpu
+def test_pipeline_loads_the_engines_build_engines_builds(synthetic_detector_dir, tmp_path):
+    """backend tensorrt: the pipeline's detector runs as an engine, and `build-engines` finds both
+    engines the pipeline built up to date (the same cache keys), so a robot built ahead of time
+    never builds on its first frame."""
+    from wilor_ros.core.backends.tensorrt.detector import TensorRTHandDetector
+    from wilor_ros.core.pipeline import HandPipeline, ModelPaths, PipelineConfig
+    from wilor_ros.tools.build_engines import build_engines
+
+    folder = tmp_path / "models"
+    shutil.copytree(synthetic_detector_dir, folder)
+    config = PipelineConfig(
+        models=ModelPaths(model_dir=str(folder)), backend="tensorrt", device="cuda", precision="fp16"
+    )
+    pipeline = HandPipeline.from_config(config)
+    assert isinstance(pipeline.detector, TensorRTHandDetector)
+    assert pipeline.predict(np.full((480, 640, 3), 90, np.uint8)) == []  # random weights find no hand
+    pipeline.close()
+    statuses = {built.role: built.status for built in build_engines(folder, precision="fp16")}
+    assert statuses == {"reconstructor": "reused", "detector": "reused"}
