@@ -220,7 +220,7 @@ class TorchBackend(ReconstructorBackend):
             weight_loading=options.weight_loading,
             lock_weights=options.lock_weights,
         )
-        return cls(model, device=device, synthetic=bool(getattr(model, "synthetic", False)), options=options)
+        return cls(model, device=device, synthetic=model.synthetic, options=options)
 
     def warmup_batches(self) -> list[int]:
         """Batch sizes ``warmup`` runs: every captured size for CUDA graphs. For compile alone 1, 2 and
