@@ -8,8 +8,11 @@ pipeline's job, shared by all backends, so one comparison script runs any pair.
 from __future__ import annotations
 
 import base64
+import logging
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -18,6 +21,8 @@ from wilor_ros.core.constants import CROP_SIZE, NUM_HAND_JOINTS, NUM_JOINTS, NUM
 
 if TYPE_CHECKING:
     import torch
+
+LOG = logging.getLogger(__name__)
 
 INPUT_NAME = "crops"
 
@@ -102,6 +107,14 @@ class ReconstructorBackend(ABC):
     @abstractmethod
     def infer(self, crops: np.ndarray) -> ReconstructorOutput:
         """crops: B x 3 x 256 x 256 float32 normalised -> outputs for the B crops (B may be 0)."""
+
+    def take_export_metadata(self, metadata: Mapping[str, str], source: str | Path) -> None:
+        """Set ``synthetic`` and ``faces`` from the metadata our exporter writes into the ONNX file
+        (tools/export.py), which also travels to the engines built from it."""
+        self.synthetic = metadata.get("synthetic", "false").lower() == "true"
+        self.faces = decode_faces(metadata["faces"]) if "faces" in metadata else None
+        if self.synthetic:
+            LOG.warning("reconstructor %s has SYNTHETIC weights: outputs are not real hands", source)
 
     def infer_tensor(self, crops: torch.Tensor) -> ReconstructorOutput:
         """crops: B x 3 x 256 x 256 float32 torch tensor on any device -> outputs for the B crops.

@@ -4,7 +4,6 @@ full-size model also its ``.data`` side file, which ONNX Runtime reads beside th
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -16,13 +15,10 @@ from wilor_ros.core.backends.base import (
     ReconstructorOutput,
     TensorSpec,
     check_crops,
-    decode_faces,
 )
 from wilor_ros.core.backends.registry import BACKENDS
 from wilor_ros.core.onnx_files import check_external_data
 from wilor_ros.core.onnx_runtime import open_session, read_metadata
-
-LOG = logging.getLogger(__name__)
 
 # ONNX Runtime's element type names -> numpy dtype names (TensorSpec.dtype)
 ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64"}
@@ -47,8 +43,7 @@ class OnnxRuntimeBackend(ReconstructorBackend):
         check_external_data(path)  # ONNX Runtime's own message for a missing side file is obscure
         self.session = open_session(path, device, threads)
         self.metadata = read_metadata(self.session)
-        self.synthetic = self.metadata.get("synthetic", "false").lower() == "true"
-        self.faces = decode_faces(self.metadata["faces"]) if "faces" in self.metadata else None
+        self.take_export_metadata(self.metadata, path)
         names = [o.name for o in self.session.get_outputs()]
         expected = list(ReconstructorOutput.names())
         if names != expected or self.session.get_inputs()[0].name != INPUT_NAME:
@@ -56,8 +51,6 @@ class OnnxRuntimeBackend(ReconstructorBackend):
                 f"{path} is not a wilor_ros reconstructor export (outputs {names}, expected {expected}); "
                 "re-export it with `wilor-ros export`"
             )
-        if self.synthetic:
-            LOG.warning("reconstructor %s has SYNTHETIC weights: outputs are not real hands", path)
 
     @property
     def export_info(self) -> dict:

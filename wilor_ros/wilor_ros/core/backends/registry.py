@@ -78,27 +78,20 @@ def _build_tensorrt(config: PipelineConfig, files: list[Path]) -> ReconstructorB
     return TensorRTBackend.from_onnx(onnx_path, device=config.device, precision=config.precision)
 
 
+def _thresholds(config: PipelineConfig) -> dict[str, float]:
+    return {"conf_threshold": config.detection_threshold, "iou_threshold": config.nms_iou_threshold}
+
+
 def _onnxruntime_detector(config: PipelineConfig, path: Path) -> HandDetector:
     from wilor_ros.core.detector import OnnxHandDetector
 
-    return OnnxHandDetector(
-        path,
-        conf_threshold=config.detection_threshold,
-        iou_threshold=config.nms_iou_threshold,
-        device=config.device,
-    )
+    return OnnxHandDetector(path, device=config.device, **_thresholds(config))
 
 
 def _tensorrt_detector(config: PipelineConfig, path: Path) -> HandDetector:
     from wilor_ros.core.backends.tensorrt.detector import TensorRTHandDetector
 
-    return TensorRTHandDetector(
-        path,
-        device=config.device,
-        precision=config.precision,
-        conf_threshold=config.detection_threshold,
-        iou_threshold=config.nms_iou_threshold,
-    )
+    return TensorRTHandDetector(path, device=config.device, precision=config.precision, **_thresholds(config))
 
 
 _ONNX = (("reconstructor_onnx", RECONSTRUCTOR_ONNX),)

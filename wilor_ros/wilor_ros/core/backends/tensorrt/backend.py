@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,7 +13,6 @@ from wilor_ros.core.backends.base import (
     ReconstructorOutput,
     TensorSpec,
     check_crops,
-    decode_faces,
 )
 from wilor_ros.core.backends.registry import BACKENDS
 from wilor_ros.core.backends.tensorrt.build import CachedEngine, ensure_engine, reconstructor_profile
@@ -26,7 +24,6 @@ from wilor_ros.core.constants import CROP_SIZE
 if TYPE_CHECKING:
     import torch
 
-LOG = logging.getLogger(__name__)
 
 DEFAULT_PRECISION = BACKENDS["tensorrt"].default_precision
 DEFAULT_MAX_BATCH = 4  # PipelineConfig.max_hands default
@@ -45,14 +42,19 @@ def reconstructor_engine(
     device_info: DeviceInfo,
     precision: str = DEFAULT_PRECISION,
     max_batch: int = DEFAULT_MAX_BATCH,
-    engine_dir: str | Path | None = None,
     rebuild: bool = False,
 ) -> CachedEngine:
     """The reconstructor's engine for batches 1..max_batch (ViT blocks in fp16 for ``fp16``), from the
-    cache (built first when missing or stale)."""
+    cache beside ``onnx_path`` (built first when missing, stale or ``rebuild``)."""
     profile = reconstructor_profile(max_batch)
     return ensure_engine(
-        onnx_path, device_info, precision, max_batch, profile, engine_dir, rebuild, RECONSTRUCTOR_FP16_SCOPES
+        onnx_path,
+        device_info,
+        precision,
+        max_batch,
+        profile,
+        rebuild=rebuild,
+        fp16_scopes=RECONSTRUCTOR_FP16_SCOPES,
     )
 
 
@@ -78,13 +80,7 @@ class TensorRTBackend(ReconstructorBackend):
                 "`wilor-ros build-engines`"
             )
         self.max_batch = int(self.runner.profile_shape(INPUT_NAME)[2][0])
-        metadata = metadata or {}
-        self.synthetic = metadata.get("synthetic", "false").lower() == "true"
-        self.faces = decode_faces(metadata["faces"]) if "faces" in metadata else None
-        if self.synthetic:
-            LOG.warning(
-                "reconstructor engine %s has SYNTHETIC weights: outputs are not real hands", engine_path
-            )
+        self.take_export_metadata(metadata or {}, engine_path)
 
     @classmethod
     def from_onnx(
@@ -93,15 +89,12 @@ class TensorRTBackend(ReconstructorBackend):
         device: str = "cuda",
         precision: str = DEFAULT_PRECISION,
         max_batch: int = DEFAULT_MAX_BATCH,
-        engine_dir: str | Path | None = None,
-        rebuild: bool = False,
     ) -> TensorRTBackend:
-        """Build (first use) or reuse the cached engine of ``onnx_path`` and load it."""
+        """Build (first use) or reuse the cached engine of ``onnx_path`` and load it (a forced rebuild:
+        ``wilor-ros build-engines --rebuild``)."""
         if precision not in TRT_PRECISIONS:  # before the GPU is looked for: bad input first
             raise ValueError(f"TensorRT precision must be one of {TRT_PRECISIONS}, got {precision!r}")
-        engine = reconstructor_engine(
-            onnx_path, query_device_info(device), precision, max_batch, engine_dir, rebuild
-        )
+        engine = reconstructor_engine(onnx_path, query_device_info(device), precision, max_batch)
         return cls(engine.paths.engine, device, read_onnx_metadata(onnx_path), precision)
 
     def input_spec(self) -> TensorSpec:

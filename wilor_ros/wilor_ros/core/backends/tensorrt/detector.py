@@ -70,37 +70,29 @@ def detector_engine(
     onnx_path: str | Path,
     device_info: DeviceInfo,
     precision: str = DEFAULT_PRECISION,
-    max_batch: int = DETECTOR_MAX_BATCH,
-    engine_dir: str | Path | None = None,
     rebuild: bool = False,
     signature: OnnxSignature | None = None,
 ) -> CachedEngine:
-    """The detector's engine from the cache (built first when missing or stale). A fixed-batch export
-    gets an engine of its own batch; ``signature``: the file's, when already read."""
+    """The detector's engine from the cache beside ``onnx_path`` (built first when missing, stale or
+    ``rebuild``): DETECTOR_MAX_BATCH images per call, or a fixed-batch export's own batch.
+    ``signature``: the file's, when already read."""
     layout = (signature or OnnxSignature.read(onnx_path)).layout(str(onnx_path))
-    batch = layout.static_batch or max_batch
+    batch = layout.static_batch or DETECTOR_MAX_BATCH
     profile = detector_profile(layout.input_name, layout.imgsz, batch, layout.dynamic_hw)
-    return ensure_engine(
-        onnx_path, device_info, precision, batch, profile, engine_dir, rebuild, fp16_scopes=None
-    )
+    return ensure_engine(onnx_path, device_info, precision, batch, profile, rebuild=rebuild, fp16_scopes=None)
 
 
 class TensorRTRunner:
-    """A detector NetworkRunner (core/detector.py) whose network is the cached engine of ``onnx_path``."""
+    """A detector NetworkRunner (core/detector.py) whose network is the cached engine of ``onnx_path``
+    (built first when missing or stale, as ``build-engines`` builds it)."""
 
     def __init__(
-        self,
-        onnx_path: str | Path,
-        device: str = "cuda",
-        precision: str = DEFAULT_PRECISION,
-        max_batch: int = DETECTOR_MAX_BATCH,
-        engine_dir: str | Path | None = None,
-        rebuild: bool = False,
+        self, onnx_path: str | Path, device: str = "cuda", precision: str = DEFAULT_PRECISION
     ) -> None:
         info = query_device_info(device)  # first: no TensorRT or GPU is the likelier error
         signature = OnnxSignature.read(onnx_path)
         self.inputs, self.outputs, self.metadata = signature.inputs, signature.outputs, signature.metadata
-        engine = detector_engine(onnx_path, info, precision, max_batch, engine_dir, rebuild, signature)
+        engine = detector_engine(onnx_path, info, precision, signature=signature)
         self.engine = TensorRTEngineRunner(engine.paths.engine, device)
         self.max_batch: int | None = int(self.engine.profile_shape(self.inputs[0].name)[2][0])
 
@@ -115,23 +107,21 @@ class TensorRTRunner:
 
 
 class TensorRTHandDetector(YoloHandDetector):
-    """The YOLO hand detector with its network on TensorRT (arguments as OnnxHandDetector's, plus the
-    engine's ``precision``, ``max_batch``, ``engine_dir`` and ``rebuild``)."""
+    """The YOLO hand detector with its network on TensorRT: the engine's ``precision`` (fp16 | fp32),
+    the other arguments as OnnxHandDetector's (keyword-only)."""
 
     def __init__(
         self,
         onnx_path: str | Path,
         device: str = "cuda",
         precision: str = DEFAULT_PRECISION,
+        *,
         conf_threshold: float = DEFAULT_CONF_THRESHOLD,
         iou_threshold: float = DEFAULT_IOU_THRESHOLD,
         max_detections: int = DEFAULT_MAX_DETECTIONS,
         rect: bool = True,
-        max_batch: int = DETECTOR_MAX_BATCH,
-        engine_dir: str | Path | None = None,
-        rebuild: bool = False,
     ) -> None:
         path = detector_file(onnx_path)
         check_thresholds(conf_threshold, iou_threshold)  # before minutes of engine building
-        runner = TensorRTRunner(path, device, precision, max_batch, engine_dir, rebuild)
+        runner = TensorRTRunner(path, device, precision)
         super().__init__(runner, path, conf_threshold, iou_threshold, max_detections, rect)
