@@ -94,36 +94,36 @@ def _tensorrt_detector(config: PipelineConfig, path: Path) -> HandDetector:
     return TensorRTHandDetector(path, device=config.device, precision=config.precision, **_thresholds(config))
 
 
-ONNX_FILE = (("reconstructor_onnx", RECONSTRUCTOR_ONNX),)
+_ONNX = (("reconstructor_onnx", RECONSTRUCTOR_ONNX),)
 BACKENDS: dict[str, BackendEntry] = {
     entry.name: entry
     for entry in (
         BackendEntry(
-            name="pytorch",
-            precisions=("fp32", "fp16", "bf16"),
-            default_precision="fp32",
-            model_files=(("checkpoint", RECONSTRUCTOR_CKPT), ("mano", MANO_RIGHT)),
-            build=_build_torch,
-            build_detector=_onnxruntime_detector,
+            "pytorch",
+            ("fp32", "fp16", "bf16"),
+            "fp32",
+            (("checkpoint", RECONSTRUCTOR_CKPT), ("mano", MANO_RIGHT)),
+            _build_torch,
+            _onnxruntime_detector,
             device_input=True,
             torch_runtime=True,
         ),
         BackendEntry(
-            name="onnxruntime",
-            precisions=("fp32", "int8"),
-            default_precision="fp32",
-            model_files=ONNX_FILE,
-            build=_build_onnxruntime,
-            build_detector=_onnxruntime_detector,
+            "onnxruntime",
+            ("fp32", "int8"),
+            "fp32",
+            _ONNX,
+            _build_onnxruntime,
+            _onnxruntime_detector,
         ),
+        # fp16 by default: what TensorRT is for; fp32 (TF32 off) is the accuracy reference
         BackendEntry(
-            name="tensorrt",
-            precisions=("fp32", "fp16"),
-            # fp16 unless a spec says otherwise: what TensorRT is for; fp32 (TF32 off) is the reference
-            default_precision="fp16",
-            model_files=ONNX_FILE,
-            build=_build_tensorrt,
-            build_detector=_tensorrt_detector,
+            "tensorrt",
+            ("fp32", "fp16"),
+            "fp16",
+            _ONNX,
+            _build_tensorrt,
+            _tensorrt_detector,
             device_input=True,
         ),
     )
