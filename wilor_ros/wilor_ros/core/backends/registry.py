@@ -95,6 +95,7 @@ def _tensorrt_detector(config: PipelineConfig, path: Path) -> HandDetector:
 
 
 _ONNX = (("reconstructor_onnx", RECONSTRUCTOR_ONNX),)
+# in BackendEntry's field order: name, precisions, default precision, model files, builders, flags
 BACKENDS: dict[str, BackendEntry] = {
     entry.name: entry
     for entry in (
