@@ -37,3 +37,19 @@ def synthetic_model_dir(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("synthetic_models")
     make_synthetic_models(folder, size="small", seed=0, detector=False)
     return folder
+
+
+@pytest.fixture(scope="session")
+def synthetic_detector_dir(synthetic_model_dir: Path, tmp_path_factory) -> Path:
+    """The synthetic model set plus a random-weight detector (detector.pt, detector.onnx): real
+    ultralytics export, detects no real hands. Skips where ultralytics is not installed."""
+    import shutil
+
+    pytest.importorskip("ultralytics", reason="ultralytics writes the synthetic detector")
+    from wilor_ros.tools.export_detector import make_synthetic_detector
+
+    folder = tmp_path_factory.mktemp("synthetic_detector")
+    for path in synthetic_model_dir.iterdir():
+        shutil.copy(path, folder / path.name)
+    make_synthetic_detector(folder, seed=0)
+    return folder

@@ -10,6 +10,7 @@ import pytest
 
 from wilor_ros.core.backends.base import INPUT_SPEC, OUTPUT_SPECS, ReconstructorOutput
 from wilor_ros.core.backends.onnxruntime_backend import OnnxRuntimeBackend
+from wilor_ros.core.backends.registry import BACKEND_CHOICES, BACKENDS, PRECISION_CHOICES
 from wilor_ros.core.backends.torch_backend import TorchBackend
 from wilor_ros.core.pipeline import ModelPaths, PipelineConfig, make_backend
 from wilor_ros.tools.compare_backends import compare_outputs, run_compare
@@ -35,15 +36,39 @@ def crops(count: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((count, *INPUT_SPEC.shape[1:])).astype(np.float32)
 
 
-def test_types_and_specs(backends):
+def test_types_synthetic_flag_and_faces(backends):
     assert isinstance(backends["pytorch"], TorchBackend)
     assert isinstance(backends["onnxruntime"], OnnxRuntimeBackend)
     for backend in backends.values():
-        assert backend.input_spec() == INPUT_SPEC
-        assert backend.output_spec() == OUTPUT_SPECS
         assert backend.synthetic
         assert backend.faces is not None and backend.faces.shape[1] == 3
+    # the checkpoint's MANO faces and the ones the exporter wrote into the ONNX metadata
     np.testing.assert_array_equal(backends["pytorch"].faces, backends["onnxruntime"].faces)
+
+
+def test_exported_file_declares_the_spec(backends):
+    """What ONNX Runtime reads from the exported file itself (names, order, dynamic batch axis, fixed
+    axes, dtypes) is the interface spec: a renamed, reordered, re-typed or fixed-batch export fails."""
+    backend = backends["onnxruntime"]
+    assert backend.input_spec() == INPUT_SPEC
+    assert backend.output_spec() == OUTPUT_SPECS
+
+
+@pytest.mark.parametrize("batch", [0, 2])
+def test_infer_tensor_equals_infer(backends, batch):
+    """The tensor entry point the pipeline's device preprocessing uses: PyTorch runs the tensor where it
+    is (supports_device_input); ONNX Runtime takes the base class's host round trip."""
+    import torch
+
+    assert backends["pytorch"].supports_device_input and not backends["onnxruntime"].supports_device_input
+    x = crops(batch, seed=3)
+    for name, backend in backends.items():
+        direct, via_tensor = backend.infer(x), backend.infer_tensor(torch.from_numpy(x))
+        assert len(via_tensor) == batch, name
+        for field in ReconstructorOutput.names():
+            np.testing.assert_allclose(
+                getattr(via_tensor, field), getattr(direct, field), atol=PARITY_TOL, err_msg=f"{name} {field}"
+            )
 
 
 @pytest.mark.parametrize("batch", [0, 1, 3])
@@ -154,3 +179,37 @@ def test_int8_onnxruntime_backend(synthetic_model_dir, tmp_path):
 def test_precisions_a_runtime_cannot_run_are_refused(backend, precision):
     with pytest.raises(ValueError, match=f"the {backend} backend runs precision"):
         PipelineConfig(backend=backend, precision=precision).validate()
+
+
+@pytest.mark.parametrize("name", BACKEND_CHOICES)
+def test_validation_follows_the_registry(name):
+    """PipelineConfig accepts exactly the precisions and options the registry gives each runtime."""
+    entry = BACKENDS[name]
+    for precision in PRECISION_CHOICES:
+        config = PipelineConfig(backend=name, precision=precision)
+        if precision in entry.precisions:
+            config.validate()
+        else:
+            with pytest.raises(ValueError, match=f"runs precision {' [|] '.join(entry.precisions)}"):
+                config.validate()
+    options = {"device_preprocessing": entry.device_input, "torch_compile": entry.torch_runtime}
+    for option, allowed in options.items():
+        config = PipelineConfig(backend=name, precision=entry.precisions[0], **{option: True})
+        if allowed:
+            config.validate()
+        else:
+            with pytest.raises(ValueError, match=option):
+                config.validate()
+
+
+def test_entry_points_offer_the_registry_choices():
+    """The ROS parameters and the command line list the registry's runtimes and precisions."""
+    from wilor_ros.ros.parameters import BY_NAME
+    from wilor_ros.tools.cli import build_parser
+
+    assert BY_NAME["backend"].choices == BACKEND_CHOICES
+    assert BY_NAME["precision"].choices == PRECISION_CHOICES
+    args = build_parser().parse_args(["demo", "in.jpg", "--backend", "onnxruntime", "--precision", "int8"])
+    assert (args.backend, args.precision) == ("onnxruntime", "int8")
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["demo", "in.jpg", "--backend", "tflite"])

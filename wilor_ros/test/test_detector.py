@@ -1,9 +1,13 @@
-"""OnnxHandDetector against ultralytics itself.
+"""OnnxHandDetector against ultralytics itself, and the detector's composition.
 
 A tiny 2-class YOLO (own YAML) is trained for a few seconds on rendered shapes (red boxes = "left",
 blue ellipses = "right"), exported with our exporter, and our ONNX Runtime detector must reproduce
 ``YOLO.predict`` (same letterbox, decoding, NMS, scaling): same count and classes, box IoU >= 0.99,
 scores within 1e-3, on square and non-square images. ultralytics is used only here and in the tools.
+
+The letterbox/decoding/NMS code is shared by every detector runtime (core/detector.py composes it with a
+network runner); the composition tests run it with ONNX Runtime runners of other batch limits and with
+the TensorRT detector's fp16 graph, here on the CPU.
 """
 
 from __future__ import annotations
@@ -16,15 +20,15 @@ import cv2
 import numpy as np
 import pytest
 
-from wilor_ros.core.detector import (
+from wilor_ros.core.detector import HandDetector, OnnxHandDetector, OnnxRuntimeRunner, YoloHandDetector
+from wilor_ros.core.types import HandDetection, Side
+from wilor_ros.core.yolo import (
     KeypointHandDetection,
-    OnnxHandDetector,
     check_class_names,
     letterbox,
     nms_per_class,
     parse_metadata,
 )
-from wilor_ros.core.types import HandDetection, Side
 
 pytest.importorskip("ultralytics", reason="ultralytics is needed to build and export test detectors")
 
@@ -352,6 +356,85 @@ def test_pose_head_matches_ultralytics(trained_detector: TrainedDetector, tmp_pa
             assert det.keypoints.shape == KPT_SHAPE
         found += len(ours)
     assert found > 0
+
+
+# ------------------------------------------------------------------ composition: shared code, other runners
+class CountingRunner(OnnxRuntimeRunner):
+    """ONNX Runtime's runner limited to ``max_batch`` images per call, counting its calls."""
+
+    def __init__(self, onnx_path: Path, max_batch: int | None) -> None:
+        super().__init__(onnx_path)
+        self.max_batch = max_batch
+        self.calls: list[int] = []  # images per call
+
+    def run(self, tensor: np.ndarray) -> np.ndarray:
+        self.calls.append(len(tensor))
+        return super().run(tensor)
+
+
+def same_detections(got: list[HandDetection], want: list[HandDetection]) -> bool:
+    return len(got) == len(want) and all(
+        a.side == b.side and abs(a.score - b.score) < 1e-5 and np.allclose(a.box, b.box, atol=1e-3)
+        for a, b in zip(got, want)
+    )
+
+
+@pytest.mark.slow
+def test_runner_batch_limit_chunks_the_network_calls(trained_detector: TrainedDetector):
+    """A runner that takes at most 2 images per call (as a TensorRT engine's profile does) gets chunks of
+    2; the detections are those of one call over all images."""
+    same_shape = [rgb(trained_detector.images_bgr[1])] * 3 + [
+        rgb(trained_detector.images_bgr[1][:, ::-1])
+    ] * 2
+    limited = CountingRunner(trained_detector.onnx, max_batch=2)
+    chunked = YoloHandDetector(limited, trained_detector.onnx, conf_threshold=0.25)
+    unlimited = CountingRunner(trained_detector.onnx, max_batch=None)
+    whole = YoloHandDetector(unlimited, trained_detector.onnx, conf_threshold=0.25)
+    got, want = chunked.detect_batch(same_shape), whole.detect_batch(same_shape)
+    assert limited.calls == [2, 2, 1] and unlimited.calls == [5]
+    assert sum(len(d) for d in want) >= len(same_shape)  # real detections are compared
+    assert all(same_detections(g, w) for g, w in zip(got, want))
+
+
+@pytest.mark.slow
+def test_reconfigure_changes_the_next_call_and_refuses_bad_values(trained_detector: TrainedDetector):
+    detector = OnnxHandDetector(trained_detector.onnx, conf_threshold=0.05, iou_threshold=0.5)
+    assert isinstance(detector, HandDetector)
+    image = rgb(trained_detector.images_bgr[0])
+    loose = detector.detect(image)
+    best = loose[0].score
+    detector.reconfigure(conf_threshold=best - 1e-4)  # IoU kept
+    assert detector.iou_threshold == 0.5
+    assert [d.score for d in detector.detect(image)] == [d.score for d in loose if d.score > best - 1e-4]
+    for bad in ({"conf_threshold": 1.5}, {"iou_threshold": 0.0}):
+        with pytest.raises(ValueError, match="threshold must be in"):
+            detector.reconfigure(**bad)
+    assert detector.conf_threshold == pytest.approx(best - 1e-4) and detector.iou_threshold == 0.5
+    # 1.0 is inside PipelineConfig's and the ROS parameter's range: accepted, and keeps no box
+    detector.reconfigure(conf_threshold=1.0)
+    assert detector.detect(image) == []
+    assert OnnxHandDetector(trained_detector.onnx, conf_threshold=1.0).detect(image) == []
+
+
+@pytest.mark.slow
+def test_fp16_engine_graph_keeps_the_detections(trained_detector: TrainedDetector, tmp_path: Path):
+    """The graph a TensorRT fp16 detector engine is built from (every node fp16 but the reductions),
+    run with ONNX Runtime through the same shared code: the same hands, boxes and scores close."""
+    from wilor_ros.core.backends.tensorrt.mixed_precision import make_mixed_precision_onnx
+
+    mixed = tmp_path / "detector.mixed-fp16.onnx"
+    counts = make_mixed_precision_onnx(trained_detector.onnx, mixed, scopes=None)
+    assert counts["fp16_nodes"] > 10 * counts["fp32_nodes"]
+    half = YoloHandDetector(OnnxRuntimeRunner(mixed), mixed, conf_threshold=0.25)
+    full = OnnxHandDetector(trained_detector.onnx, conf_threshold=0.25)
+    found = 0
+    for image in trained_detector.images_bgr:
+        got, want = half.detect(rgb(image)), full.detect(rgb(image))
+        assert [d.side for d in got] == [d.side for d in want], image.shape
+        for a, b in zip(got, want):
+            assert iou(a.box, b.box) > 0.98 and abs(a.score - b.score) < 0.02
+        found += len(want)
+    assert found >= len(trained_detector.images_bgr)
 
 
 # ------------------------------------------------------------------ class names, metadata, errors

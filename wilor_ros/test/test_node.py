@@ -301,6 +301,25 @@ def test_parameter_validation_rejects_bad_values(harness):
     assert node.pipeline.config.detection_threshold == 0.5
 
 
+def test_live_thresholds_reach_the_detector(context, synthetic_detector_dir):
+    """detection_threshold / nms_iou_threshold set at run time reach the detector through its
+    reconfigure(), each alone; 1.0, inside the parameter's range, is accepted (it keeps no box)."""
+    from wilor_ros.core.detector import OnnxHandDetector
+
+    node = make_node(context, synthetic_detector_dir, use_external_boxes=False)
+    try:
+        detector = node.pipeline.detector
+        assert isinstance(detector, OnnxHandDetector)
+        assert (detector.conf_threshold, detector.iou_threshold) == (0.3, 0.7)
+        assert node.set_parameters([Parameter("nms_iou_threshold", value=0.45)])[0].successful
+        assert (detector.conf_threshold, detector.iou_threshold) == (0.3, 0.45)
+        assert node.set_parameters([Parameter("detection_threshold", value=1.0)])[0].successful
+        assert (detector.conf_threshold, detector.iou_threshold) == (1.0, 0.45)
+        assert node.pipeline.config.detection_threshold == 1.0
+    finally:
+        node.destroy_node()
+
+
 def test_default_yaml_matches_declared_parameters():
     import yaml
 

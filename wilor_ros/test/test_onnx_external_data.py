@@ -16,15 +16,16 @@ import pytest
 import torch
 
 from wilor_ros.core import onnx_files
-from wilor_ros.core.backends import tensorrt_backend as trtb
 from wilor_ros.core.backends.base import ReconstructorOutput
 from wilor_ros.core.backends.onnxruntime_backend import OnnxRuntimeBackend
+from wilor_ros.core.backends.tensorrt import build, mixed_precision
+from wilor_ros.core.backends.tensorrt import cache as engine_cache
 from wilor_ros.core.model_files import RECONSTRUCTOR_ONNX, MissingModelFilesError, check_model_files
 from wilor_ros.core.reconstructor import load_reconstructor
 from wilor_ros.tools import export as export_tool
 from wilor_ros.tools.export import export_reconstructor_onnx
 
-DEVICE = trtb.DeviceInfo("NVIDIA GeForce RTX 4090", (8, 9), "10.13.0.35")
+DEVICE = engine_cache.DeviceInfo("NVIDIA GeForce RTX 4090", (8, 9), "10.13.0.35")
 DATA_NAME = "wilor.onnx.data"
 FP16_VERTEX_BOUND_M = 5e-3  # as test_tensorrt: the mixed graph stays within 5 mm on random weights
 
@@ -117,7 +118,7 @@ def test_missing_side_file_is_named_by_every_check(external_export: Path, tmp_pa
     with pytest.raises(RuntimeError, match=DATA_NAME):
         OnnxRuntimeBackend(onnx_path)
     with pytest.raises(RuntimeError, match=DATA_NAME):  # before any TensorRT or GPU is needed
-        trtb.ensure_engine(onnx_path, DEVICE, "fp16", 1, trtb.reconstructor_profile(1))
+        build.ensure_engine(onnx_path, DEVICE, "fp16", 1, build.reconstructor_profile(1))
     assert not onnx_files.is_complete(onnx_path)
     shutil.copy(external_export.parent / DATA_NAME, tmp_path / DATA_NAME)
     check_model_files([(onnx_path, RECONSTRUCTOR_ONNX)])
@@ -139,7 +140,7 @@ def test_engine_cache_key_changes_when_only_the_side_file_changes(
     shutil.copytree(external_export.parent, folder)
     onnx_path, data = folder / "wilor.onnx", folder / DATA_NAME
     before = onnx_files.model_sha256(onnx_path)
-    key = trtb.EngineKey(DEVICE, "fp16", 4, before)
+    key = engine_cache.EngineKey(DEVICE, "fp16", 4, before)
     graph_bytes = onnx_path.read_bytes()
     payload = bytearray(data.read_bytes())
     payload[len(payload) // 2] ^= 0x01  # one bit of one weight
@@ -147,8 +148,11 @@ def test_engine_cache_key_changes_when_only_the_side_file_changes(
     assert onnx_path.read_bytes() == graph_bytes
     after = onnx_files.model_sha256(onnx_path)
     assert after != before
-    new_key = trtb.EngineKey(DEVICE, "fp16", 4, after)
-    assert trtb.engine_paths(onnx_path, new_key).engine != trtb.engine_paths(onnx_path, key).engine
+    new_key = engine_cache.EngineKey(DEVICE, "fp16", 4, after)
+    assert (
+        engine_cache.engine_paths(onnx_path, new_key).engine
+        != engine_cache.engine_paths(onnx_path, key).engine
+    )
     # a self-contained file hashes as the plain file
     single = tmp_path / "single.onnx"
     single.write_bytes(onnx.load(str(onnx_path)).SerializeToString())
@@ -161,11 +165,11 @@ def test_mixed_fp16_rewrite_reads_and_writes_external_data(
     import onnxruntime as ort
 
     mixed = tmp_path / "engines" / "wilor.mixed-fp16.onnx"
-    counts = trtb.make_mixed_precision_onnx(external_export, mixed)
+    counts = mixed_precision.make_mixed_precision_onnx(external_export, mixed)
     assert counts["fp16_nodes"] > 0
     assert onnx_files.external_data_paths(mixed) == [tmp_path / "engines" / "wilor.mixed-fp16.onnx.data"]
     reference = tmp_path / "single" / "wilor.mixed-fp16.onnx"
-    trtb.make_mixed_precision_onnx(synthetic_model_dir / "wilor.onnx", reference)
+    mixed_precision.make_mixed_precision_onnx(synthetic_model_dir / "wilor.onnx", reference)
 
     def run(path: Path) -> list[np.ndarray]:
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])

@@ -10,6 +10,7 @@ K, depth correction, tracking, filtering) is the production code under test.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -79,7 +80,7 @@ class OracleBackend(ReconstructorBackend):
 
 
 class TruthDetector:
-    """Detector stand-in: the tight boxes of the scene's hands; counts its calls."""
+    """HandDetector stand-in: the tight boxes of the scene's hands; counts its calls."""
 
     def __init__(self, backend: OracleBackend) -> None:
         self.backend = backend
@@ -94,6 +95,15 @@ class TruthDetector:
             HandDetection(h.box(intr), Side(1 - h.side) if i in self.mislabel else h.side, 0.95)
             for i, h in enumerate(self.backend.scene)
         ]
+
+    def detect_batch(self, images: Sequence[np.ndarray]) -> list[list[HandDetection]]:
+        return [self.detect(image) for image in images]
+
+    def reconfigure(self, conf_threshold: float | None = None, iou_threshold: float | None = None) -> None:
+        """The scene's boxes have no threshold to change."""
+
+    def close(self) -> None:
+        """Nothing to release."""
 
 
 def make_temporal(

@@ -12,10 +12,12 @@ import onnx
 import pytest
 
 from wilor_ros.core import onnx_files
-from wilor_ros.core.backends import tensorrt_backend as trtb
 from wilor_ros.core.backends.base import ReconstructorOutput
+from wilor_ros.core.backends.tensorrt import build, mixed_precision, runtime
+from wilor_ros.core.backends.tensorrt import cache as engine_cache
+from wilor_ros.core.backends.tensorrt.backend import TensorRTBackend
 
-DEVICE = trtb.DeviceInfo("NVIDIA GeForce RTX 4090", (8, 9), "10.13.0.35")
+DEVICE = engine_cache.DeviceInfo("NVIDIA GeForce RTX 4090", (8, 9), "10.13.0.35")
 SHA = "ab" * 32
 
 
@@ -37,45 +39,51 @@ needs_gpu = pytest.mark.skipif(not GPU_OK, reason=f"needs TensorRT and a GPU: {G
 
 # ------------------------------------------------------------------ cache key (pure)
 def test_key_changes_with_every_field():
-    base = trtb.EngineKey(DEVICE, "fp16", 4, SHA)
+    base = engine_cache.EngineKey(DEVICE, "fp16", 4, SHA)
     variants = [
-        trtb.EngineKey(trtb.DeviceInfo("NVIDIA A100-SXM4-80GB", (8, 9), "10.13.0.35"), "fp16", 4, SHA),
-        trtb.EngineKey(trtb.DeviceInfo(DEVICE.gpu_name, (8, 6), "10.13.0.35"), "fp16", 4, SHA),
-        trtb.EngineKey(trtb.DeviceInfo(DEVICE.gpu_name, (8, 9), "11.4.0.106"), "fp16", 4, SHA),
-        trtb.EngineKey(DEVICE, "fp32", 4, SHA),
-        trtb.EngineKey(DEVICE, "fp16", 2, SHA),
-        trtb.EngineKey(DEVICE, "fp16", 4, "cd" * 32),
-        trtb.EngineKey(DEVICE, "fp16", 4, SHA, recipe=trtb.RECIPE_VERSION + 1),
+        engine_cache.EngineKey(
+            engine_cache.DeviceInfo("NVIDIA A100-SXM4-80GB", (8, 9), "10.13.0.35"), "fp16", 4, SHA
+        ),
+        engine_cache.EngineKey(
+            engine_cache.DeviceInfo(DEVICE.gpu_name, (8, 6), "10.13.0.35"), "fp16", 4, SHA
+        ),
+        engine_cache.EngineKey(
+            engine_cache.DeviceInfo(DEVICE.gpu_name, (8, 9), "11.4.0.106"), "fp16", 4, SHA
+        ),
+        engine_cache.EngineKey(DEVICE, "fp32", 4, SHA),
+        engine_cache.EngineKey(DEVICE, "fp16", 2, SHA),
+        engine_cache.EngineKey(DEVICE, "fp16", 4, "cd" * 32),
+        engine_cache.EngineKey(DEVICE, "fp16", 4, SHA, recipe=engine_cache.RECIPE_VERSION + 1),
     ]
     slugs = {base.slug()} | {v.slug() for v in variants}
     assert len(slugs) == len(variants) + 1
-    assert base.slug() == trtb.EngineKey(DEVICE, "fp16", 4, SHA).slug()  # deterministic
+    assert base.slug() == engine_cache.EngineKey(DEVICE, "fp16", 4, SHA).slug()  # deterministic
     slug = base.slug()
     assert slug.startswith("nvidia-geforce-rtx-4090-sm89-trt10.13.0.35-fp16-b4-")
     assert "/" not in slug and " " not in slug
 
 
 def test_key_round_trips_through_json():
-    key = trtb.EngineKey(DEVICE, "fp32", 3, SHA)
-    assert trtb.EngineKey.from_dict(json.loads(json.dumps(key.as_dict()))) == key
+    key = engine_cache.EngineKey(DEVICE, "fp32", 3, SHA)
+    assert engine_cache.EngineKey.from_dict(json.loads(json.dumps(key.as_dict()))) == key
 
 
 def test_key_rejects_bad_values():
     with pytest.raises(ValueError, match="precision"):
-        trtb.EngineKey(DEVICE, "int8", 4, SHA)
+        engine_cache.EngineKey(DEVICE, "int8", 4, SHA)
     with pytest.raises(ValueError, match="max_batch"):
-        trtb.EngineKey(DEVICE, "fp16", 0, SHA)
+        engine_cache.EngineKey(DEVICE, "fp16", 0, SHA)
 
 
 def test_engine_paths_and_timing_cache(tmp_path):
     onnx_path = tmp_path / "wilor.onnx"
-    key = trtb.EngineKey(DEVICE, "fp16", 4, SHA)
-    paths = trtb.engine_paths(onnx_path, key)
+    key = engine_cache.EngineKey(DEVICE, "fp16", 4, SHA)
+    paths = engine_cache.engine_paths(onnx_path, key)
     assert paths.engine.parent == tmp_path / "engines"
     assert paths.engine.name == f"wilor-{key.slug()}.engine"
     assert paths.sidecar.name == f"wilor-{key.slug()}.json"
-    assert trtb.engine_paths(onnx_path, key, tmp_path / "x").engine.parent == tmp_path / "x"
-    cache = trtb.timing_cache_path(paths.engine.parent, DEVICE)
+    assert engine_cache.engine_paths(onnx_path, key, tmp_path / "x").engine.parent == tmp_path / "x"
+    cache = engine_cache.timing_cache_path(paths.engine.parent, DEVICE)
     assert cache.parent == paths.engine.parent and "rtx-4090" in cache.name and "10.13.0.35" in cache.name
 
 
@@ -91,55 +99,59 @@ def test_file_sha256_matches_hashlib(tmp_path):
 def test_staleness_lifecycle(tmp_path):
     onnx_path = tmp_path / "wilor.onnx"
     onnx_path.write_bytes(b"model v1")
-    key = trtb.EngineKey(DEVICE, "fp16", 4, onnx_files.file_sha256(onnx_path))
-    paths = trtb.engine_paths(onnx_path, key)
+    key = engine_cache.EngineKey(DEVICE, "fp16", 4, onnx_files.file_sha256(onnx_path))
+    paths = engine_cache.engine_paths(onnx_path, key)
 
-    usable, reason = trtb.engine_status(paths, key)
+    usable, reason = engine_cache.engine_status(paths, key)
     assert not usable and "no engine" in reason
 
-    trtb.write_engine(paths, b"serialized-engine", key, onnx_path, {"profile": []})
-    assert trtb.engine_status(paths, key) == (True, "up to date")
+    engine_cache.write_engine(paths, b"serialized-engine", key, onnx_path, {"profile": []})
+    assert engine_cache.engine_status(paths, key) == (True, "up to date")
     sidecar = json.loads(paths.sidecar.read_text())
     assert sidecar["engine_bytes"] == len(b"serialized-engine") and sidecar["key"]["precision"] == "fp16"
     assert not list(paths.engine.parent.glob(".*.tmp"))  # atomic writes leave no temporaries
 
     # another GPU / TensorRT / precision: same file names would differ, and the sidecar check says why
-    other = trtb.EngineKey(trtb.DeviceInfo(DEVICE.gpu_name, (8, 9), "11.4.0.106"), "fp16", 4, key.onnx_sha256)
-    usable, reason = trtb.engine_status(paths, other)
+    other = engine_cache.EngineKey(
+        engine_cache.DeviceInfo(DEVICE.gpu_name, (8, 9), "11.4.0.106"), "fp16", 4, key.onnx_sha256
+    )
+    usable, reason = engine_cache.engine_status(paths, other)
     assert not usable and "device" in reason
 
     # the ONNX file changes: its sha256 changes, so does the key and the engine file name
     onnx_path.write_bytes(b"model v2")
-    new_key = trtb.EngineKey(DEVICE, "fp16", 4, onnx_files.file_sha256(onnx_path))
-    assert new_key != key and trtb.engine_paths(onnx_path, new_key).engine != paths.engine
-    assert not trtb.engine_status(trtb.engine_paths(onnx_path, new_key), new_key)[0]
+    new_key = engine_cache.EngineKey(DEVICE, "fp16", 4, onnx_files.file_sha256(onnx_path))
+    assert new_key != key and engine_cache.engine_paths(onnx_path, new_key).engine != paths.engine
+    assert not engine_cache.engine_status(engine_cache.engine_paths(onnx_path, new_key), new_key)[0]
 
     # truncated engine, corrupt sidecar, missing sidecar
     paths.engine.write_bytes(b"short")
-    assert "truncated" in trtb.engine_status(paths, key)[1]
+    assert "truncated" in engine_cache.engine_status(paths, key)[1]
     paths.sidecar.write_text("{not json")
-    assert "unreadable" in trtb.engine_status(paths, key)[1]
+    assert "unreadable" in engine_cache.engine_status(paths, key)[1]
     paths.sidecar.unlink()
-    assert "no sidecar" in trtb.engine_status(paths, key)[1]
+    assert "no sidecar" in engine_cache.engine_status(paths, key)[1]
 
 
 def test_stale_engines_lists_only_other_builds_of_the_same_stem(tmp_path):
     onnx_path = tmp_path / "wilor.onnx"
-    keys = [trtb.EngineKey(DEVICE, p, b, SHA) for p, b in (("fp16", 4), ("fp32", 4), ("fp16", 2))]
+    keys = [engine_cache.EngineKey(DEVICE, p, b, SHA) for p, b in (("fp16", 4), ("fp32", 4), ("fp16", 2))]
     for key in keys:
-        trtb.write_engine(trtb.engine_paths(onnx_path, key), b"e", key, onnx_path)
-    det_key = trtb.EngineKey(DEVICE, "fp16", 1, SHA)
-    trtb.write_engine(trtb.engine_paths(tmp_path / "detector.onnx", det_key), b"e", det_key, onnx_path)
-    keep = trtb.engine_paths(onnx_path, keys[0]).engine
-    stale = trtb.stale_engines(tmp_path / "engines", "wilor", keep=[keep])
-    assert sorted(stale) == sorted(trtb.engine_paths(onnx_path, k).engine for k in keys[1:])
+        engine_cache.write_engine(engine_cache.engine_paths(onnx_path, key), b"e", key, onnx_path)
+    det_key = engine_cache.EngineKey(DEVICE, "fp16", 1, SHA)
+    engine_cache.write_engine(
+        engine_cache.engine_paths(tmp_path / "detector.onnx", det_key), b"e", det_key, onnx_path
+    )
+    keep = engine_cache.engine_paths(onnx_path, keys[0]).engine
+    stale = engine_cache.stale_engines(tmp_path / "engines", "wilor", keep=[keep])
+    assert sorted(stale) == sorted(engine_cache.engine_paths(onnx_path, k).engine for k in keys[1:])
 
 
 def test_reconstructor_profile():
-    (shape,) = trtb.reconstructor_profile(4)
+    (shape,) = build.reconstructor_profile(4)
     assert shape.name == "crops" and shape.min[0] == 1 and shape.opt[0] == 2 and shape.max[0] == 4
     assert shape.max[1:] == (3, 256, 256)
-    assert trtb.reconstructor_profile(1)[0].opt[0] == 1
+    assert build.reconstructor_profile(1)[0].opt[0] == 1
 
 
 # ------------------------------------------------------------------ mixed precision ONNX (CPU)
@@ -148,12 +160,12 @@ def test_mixed_precision_onnx_runs_and_stays_close(synthetic_model_dir, tmp_path
 
     src = synthetic_model_dir / "wilor.onnx"
     out = tmp_path / "mixed.onnx"
-    counts = trtb.make_mixed_precision_onnx(src, out)
+    counts = mixed_precision.make_mixed_precision_onnx(src, out)
     assert counts["fp16_nodes"] > 0 and counts["fp32_nodes"] > 0
     model = onnx.load(str(out))
     half_ops = {n.op_type for n in model.graph.node if any(i.endswith("__fp16") for i in n.input)}
     assert "MatMul" in half_ops  # the ViT's matmuls really run in fp16
-    assert not half_ops & set(trtb.FP32_OPS)  # LayerNorm / softmax never do
+    assert not half_ops & set(mixed_precision.FP32_OPS)  # LayerNorm / softmax never do
     for value in (*model.graph.input, *model.graph.output):
         assert value.type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # float32 I/O kept
     crops = np.random.default_rng(0).standard_normal((2, 3, 256, 256)).astype(np.float32)
@@ -179,30 +191,87 @@ def test_mixed_precision_rejects_foreign_graph(tmp_path):
     path = tmp_path / "foreign.onnx"
     onnx.save(helper.make_model(graph), str(path))
     with pytest.raises(ValueError, match="fp16 scopes"):
-        trtb.make_mixed_precision_onnx(path, tmp_path / "out.onnx")
+        mixed_precision.make_mixed_precision_onnx(path, tmp_path / "out.onnx")
 
 
 # ------------------------------------------------------------------ errors without TensorRT / GPU
+def tensorrt_installed() -> bool:
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def expected_hint(device: str) -> str:
+    """The part of the error that tells the user what to do on this machine."""
+    if not tensorrt_installed():
+        return "pip install tensorrt-cu12"
+    return "use device 'cuda'" if device == "cpu" else "torch sees none"
+
+
 @pytest.mark.skipif(GPU_OK, reason="this machine has TensorRT and a GPU")
 def test_clear_error_without_tensorrt_or_gpu(synthetic_model_dir):
-    with pytest.raises(RuntimeError, match=r"TensorRT|CUDA GPU") as info:
-        trtb.TensorRTBackend.from_onnx(synthetic_model_dir / "wilor.onnx", device="cuda")
-    assert "onnxruntime" in str(info.value) or "pip install" in str(info.value)
+    with pytest.raises(RuntimeError) as info:
+        TensorRTBackend.from_onnx(synthetic_model_dir / "wilor.onnx", device="cuda")
+    message = str(info.value)
+    assert expected_hint("cuda") in message and "backend 'onnxruntime'" in message, message
 
 
 def test_cpu_device_is_refused():
-    with pytest.raises(RuntimeError, match="CUDA GPU"):
-        trtb.cuda_device("cpu")
+    with pytest.raises(RuntimeError, match="CUDA GPU") as info:
+        runtime.cuda_device("cpu")
+    assert "use device 'cuda'" in str(info.value) and "'onnxruntime'" in str(info.value)
 
 
-def test_pipeline_names_tensorrt_errors_clearly(synthetic_model_dir):
-    from wilor_ros.core.pipeline import ModelPaths, PipelineConfig, make_backend
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_pipeline_names_tensorrt_errors_clearly(synthetic_detector_dir, device):
+    """backend tensorrt where it cannot run: the reconstructor, the detector and the whole pipeline each
+    say what to install (or which device to use) and that backend onnxruntime runs instead. The detector
+    is TensorRT's: ONNX Runtime's would load here without error."""
+    from wilor_ros.core.pipeline import HandPipeline, ModelPaths, PipelineConfig, make_backend, make_detector
 
+    if GPU_OK and device == "cuda":
+        pytest.skip("this machine runs TensorRT")
     config = PipelineConfig(
-        models=ModelPaths(model_dir=str(synthetic_model_dir)), backend="tensorrt", device="cpu"
+        models=ModelPaths(model_dir=str(synthetic_detector_dir)), backend="tensorrt", device=device
     )
-    with pytest.raises(RuntimeError):
-        make_backend(config)
+    for build_part in (make_backend, make_detector, HandPipeline.from_config):
+        with pytest.raises(RuntimeError) as info:
+            build_part(config)
+        message = str(info.value)
+        assert "TensorRT" in message and expected_hint(device) in message, (build_part, message)
+        assert "backend 'onnxruntime'" in message, (build_part, message)
+
+
+# ------------------------------------------------------------------ detector engine, without a GPU
+def test_detector_profile():
+    (dynamic,) = build.detector_profile("images", (640, 640), 1, dynamic_hw=True)
+    assert dynamic.min == (1, 3, build.DETECTOR_MIN_SIDE, build.DETECTOR_MIN_SIDE)
+    assert dynamic.opt == dynamic.max == (1, 3, 640, 640)
+    (static,) = build.detector_profile("images", (384, 640), 2, dynamic_hw=False)
+    assert static.min == static.opt == (1, 3, 384, 640) and static.max == (2, 3, 384, 640)
+
+
+@pytest.mark.parametrize("dynamic", [True, False])
+def test_detector_signature_without_a_session_matches_onnxruntime(synthetic_detector_dir, tmp_path, dynamic):
+    """The TensorRT detector reads its I/O and metadata from the file (the engine profile is made from
+    them before any engine exists): they must be what ONNX Runtime reads, so both detectors letterbox,
+    batch and decode alike."""
+    from wilor_ros.core.backends.tensorrt.detector import OnnxSignature
+    from wilor_ros.core.detector import OnnxHandDetector
+    from wilor_ros.tools.export_detector import export_detector
+
+    path = synthetic_detector_dir / "detector.onnx"
+    if not dynamic:
+        path = export_detector(synthetic_detector_dir / "detector.pt", tmp_path / "s.onnx", dynamic=False)
+    signature = OnnxSignature.read(path)
+    reference = OnnxHandDetector(path)
+    assert signature.inputs == reference.runner.inputs and signature.outputs == reference.runner.outputs
+    assert signature.metadata == reference.runner.metadata
+    layout = signature.layout(str(path))
+    assert layout == reference.layout
+    assert layout.dynamic_hw is dynamic and (layout.static_batch is None) is dynamic
 
 
 # ------------------------------------------------------------------ real engines (GPU only)
@@ -213,7 +282,7 @@ def test_engine_build_reuse_and_parity(synthetic_model_dir, tmp_path, precision)
 
     onnx_path = tmp_path / "wilor.onnx"
     shutil.copy(synthetic_model_dir / "wilor.onnx", onnx_path)
-    backend = trtb.TensorRTBackend.from_onnx(onnx_path, device="cuda", precision=precision, max_batch=3)
+    backend = TensorRTBackend.from_onnx(onnx_path, device="cuda", precision=precision, max_batch=3)
     engines = list((tmp_path / "engines").glob("*.engine"))
     assert len(engines) == 1 and engines[0].with_suffix(".json").is_file()
     assert list((tmp_path / "engines").glob("timing-*.cache"))
@@ -227,7 +296,7 @@ def test_engine_build_reuse_and_parity(synthetic_model_dir, tmp_path, precision)
         assert np.abs(getattr(out, name) - getattr(ref, name)).max() < tol, name
     assert len(backend.infer(crops[:0])) == 0
     backend.close()
-    again = trtb.TensorRTBackend.from_onnx(onnx_path, device="cuda", precision=precision, max_batch=3)
+    again = TensorRTBackend.from_onnx(onnx_path, device="cuda", precision=precision, max_batch=3)
     assert engines[0].stat().st_mtime_ns == mtime  # reused, not rebuilt
     again.close()
 
@@ -236,11 +305,59 @@ def test_engine_build_reuse_and_parity(synthetic_model_dir, tmp_path, precision)
 def test_engine_rebuilt_when_onnx_changes(synthetic_model_dir, tmp_path):
     onnx_path = tmp_path / "wilor.onnx"
     shutil.copy(synthetic_model_dir / "wilor.onnx", onnx_path)
-    trtb.TensorRTBackend.from_onnx(onnx_path, precision="fp32", max_batch=1).close()
+    TensorRTBackend.from_onnx(onnx_path, precision="fp32", max_batch=1).close()
     model = onnx.load(str(onnx_path))
     model.doc_string = "changed"
     onnx.save(model, str(onnx_path))
-    trtb.TensorRTBackend.from_onnx(onnx_path, precision="fp32", max_batch=1).close()
+    TensorRTBackend.from_onnx(onnx_path, precision="fp32", max_batch=1).close()
     assert len(list((tmp_path / "engines").glob("*.engine"))) == 2
-    assert len(trtb.stale_engines(tmp_path / "engines", "wilor", keep=[])) == 2
+    assert len(engine_cache.stale_engines(tmp_path / "engines", "wilor", keep=[])) == 2
     assert Path(tmp_path / "engines").is_dir()
+
+
+@needs_gpu
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_detector_engine_matches_onnxruntime(synthetic_detector_dir, tmp_path, precision):
+    """The TensorRT detector's network gives ONNX Runtime's raw predictions on the same letterboxed
+    input; lists longer than the engine's batch run in chunks."""
+    from wilor_ros.core.backends.tensorrt.detector import TensorRTHandDetector
+    from wilor_ros.core.detector import OnnxHandDetector
+
+    path = tmp_path / "detector.onnx"
+    shutil.copy(synthetic_detector_dir / "detector.onnx", path)
+    engine_detector = TensorRTHandDetector(path, precision=precision, conf_threshold=0.0)
+    reference = OnnxHandDetector(path, conf_threshold=0.0)
+    assert engine_detector.layout == reference.layout and engine_detector.runner.max_batch == 1
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 255, shape, dtype=np.uint8) for shape in ((480, 640, 3), (720, 1280, 3))]
+    box_tol, score_tol = (1e-2, 1e-4) if precision == "fp32" else (2.0, 2e-2)  # pixels, score units
+    for image in images:
+        tensor, _ = reference.preprocess([image])
+        got, want = engine_detector.raw_predict(tensor), reference.raw_predict(tensor)
+        assert got.shape == want.shape
+        assert np.abs(got[:, :4] - want[:, :4]).max() < box_tol
+        assert np.abs(got[:, 4:] - want[:, 4:]).max() < score_tol
+    assert len(engine_detector.detect_batch(images * 2)) == 4
+    engine_detector.close()
+
+
+@needs_gpu
+def test_pipeline_loads_the_engines_build_engines_builds(synthetic_detector_dir, tmp_path):
+    """backend tensorrt: the pipeline's detector runs as an engine, and `build-engines` finds both
+    engines the pipeline built up to date (the same cache keys), so a robot built ahead of time
+    never builds on its first frame."""
+    from wilor_ros.core.backends.tensorrt.detector import TensorRTHandDetector
+    from wilor_ros.core.pipeline import HandPipeline, ModelPaths, PipelineConfig
+    from wilor_ros.tools.build_engines import build_engines
+
+    folder = tmp_path / "models"
+    shutil.copytree(synthetic_detector_dir, folder)
+    config = PipelineConfig(
+        models=ModelPaths(model_dir=str(folder)), backend="tensorrt", device="cuda", precision="fp16"
+    )
+    pipeline = HandPipeline.from_config(config)
+    assert isinstance(pipeline.detector, TensorRTHandDetector)
+    assert pipeline.predict(np.full((480, 640, 3), 90, np.uint8)) == []  # random weights find no hand
+    pipeline.close()
+    statuses = {built.role: built.status for built in build_engines(folder, precision="fp16")}
+    assert statuses == {"reconstructor": "reused", "detector": "reused"}

@@ -24,6 +24,7 @@ import numpy as np
 
 from wilor_ros.core import camera, preprocessing
 from wilor_ros.core.backends.base import ReconstructorBackend, ReconstructorOutput
+from wilor_ros.core.backends.registry import BACKEND_CHOICES, PRECISION_CHOICES, backend_entry, backends_where
 from wilor_ros.core.config import Setting, check_settings, setting, settings_of
 from wilor_ros.core.constants import DEFAULT_RESCALE_FACTOR, MANO_PARENTS, OPENPOSE_ROTATION_SOURCE
 from wilor_ros.core.model_files import (
@@ -38,20 +39,11 @@ from wilor_ros.core.rotations import rotmat_to_axis_angle_np
 from wilor_ros.core.types import CameraIntrinsics, HandDetection, HandEstimate, Side
 
 if TYPE_CHECKING:
-    from wilor_ros.core.backends.torch_backend import TorchOptions
+    from wilor_ros.core.detector import HandDetector
 
 LOG = logging.getLogger(__name__)
 
-BACKEND_CHOICES = ("pytorch", "onnxruntime", "tensorrt")
-PRECISION_CHOICES = ("fp32", "fp16", "bf16", "int8")
-# what each runtime can run (int8: dynamic quantization of the ViT blocks, core/quantization.py)
-RUNTIME_PRECISIONS = {
-    "pytorch": ("fp32", "fp16", "bf16"),
-    "onnxruntime": ("fp32", "int8"),
-    "tensorrt": ("fp32", "fp16"),
-}
 WEIGHT_LOADING_CHOICES = ("memory", "mmap")  # see core/reconstructor.py WEIGHT_LOADING
-DEVICE_PREPROCESSING_BACKENDS = ("pytorch", "tensorrt")  # the backends with infer_tensor()
 
 
 @dataclass
@@ -153,21 +145,26 @@ class PipelineConfig:
 
     def validate(self) -> None:
         check_settings(self)  # ranges and choices of every field
-        if self.backend in RUNTIME_PRECISIONS and self.precision not in RUNTIME_PRECISIONS[self.backend]:
+        runtime = backend_entry(self.backend)
+        if self.precision not in runtime.precisions:
             raise ValueError(
-                f"the {self.backend} backend runs precision {' | '.join(RUNTIME_PRECISIONS[self.backend])}, "
+                f"the {self.backend} backend runs precision {' | '.join(runtime.precisions)}, "
                 f"not {self.precision!r}; use another precision or backend"
             )
         if not (self.device == "cpu" or self.device.startswith("cuda")):
             raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
-        if self.device_preprocessing and self.backend not in DEVICE_PREPROCESSING_BACKENDS:
+        if self.device_preprocessing and not runtime.device_input:
+            runtimes = backends_where(lambda entry: entry.device_input)
             raise ValueError(
-                f"device_preprocessing needs a torch-tensor backend {DEVICE_PREPROCESSING_BACKENDS}, "
-                f"got {self.backend!r}; set device_preprocessing=False for onnxruntime"
+                f"device_preprocessing needs a torch-tensor backend {runtimes}, got {self.backend!r}; "
+                f"set device_preprocessing=False for {self.backend}"
             )
         for name in ("torch_compile", "cuda_graphs"):
-            if getattr(self, name) and self.backend != "pytorch":
-                raise ValueError(f"{name} applies to the pytorch backend, got backend {self.backend!r}")
+            if getattr(self, name) and not runtime.torch_runtime:
+                raise ValueError(
+                    f"{name} applies to the {' / '.join(backends_where(lambda e: e.torch_runtime))} backend, "
+                    f"got backend {self.backend!r}"
+                )
         if self.cuda_graphs and not self.device.startswith("cuda"):
             raise ValueError(f"cuda_graphs needs a CUDA device, got device {self.device!r}")
 
@@ -194,13 +191,7 @@ class StageTimings:
 
 def reconstructor_files(config: PipelineConfig) -> list[tuple[Path, ModelFileInfo]]:
     """The files the configured reconstructor backend reads (resolved paths, with their info)."""
-    paths = config.models
-    if config.backend == "pytorch":
-        return [
-            (paths.resolve(paths.checkpoint), RECONSTRUCTOR_CKPT),
-            (paths.resolve(paths.mano), MANO_RIGHT),
-        ]
-    return [(paths.resolve(paths.reconstructor_onnx), RECONSTRUCTOR_ONNX)]
+    return backend_entry(config.backend).files(config.models)
 
 
 def required_model_files(config: PipelineConfig) -> list[tuple[Path, ModelFileInfo]]:
@@ -210,41 +201,18 @@ def required_model_files(config: PipelineConfig) -> list[tuple[Path, ModelFileIn
     return detector + reconstructor_files(config)
 
 
-def torch_options(config: PipelineConfig) -> TorchOptions:
-    """The PyTorch backend's options from the pipeline config (torch is imported only here)."""
-    from wilor_ros.core.backends.torch_backend import TorchOptions
-
-    return TorchOptions(
-        precision=config.precision,
-        torch_compile=config.torch_compile,
-        cuda_graphs=config.cuda_graphs,
-        max_batch=config.max_hands,
-        weight_loading=config.weight_loading,
-        lock_weights=config.lock_weights,
-    )
-
-
 def make_backend(config: PipelineConfig) -> ReconstructorBackend:
     """The reconstructor runtime the config names (files checked first, all at once)."""
     files = reconstructor_files(config)
     check_model_files(files)
-    if config.backend == "pytorch":
-        from wilor_ros.core.backends.torch_backend import TorchBackend
+    return backend_entry(config.backend).build(config, [path for path, _ in files])
 
-        (ckpt, _), (mano, _) = files
-        return TorchBackend.from_files(ckpt, mano, device=config.device, options=torch_options(config))
-    onnx_path = files[0][0]
-    if config.backend == "onnxruntime":
-        from wilor_ros.core.backends.onnxruntime_backend import OnnxRuntimeBackend
 
-        if config.precision == "int8":
-            from wilor_ros.core.quantization import ensure_int8_onnx
-
-            onnx_path = ensure_int8_onnx(onnx_path)
-        return OnnxRuntimeBackend(onnx_path, device=config.device)
-    from wilor_ros.core.backends.tensorrt_backend import TensorRTBackend
-
-    return TensorRTBackend.from_onnx(onnx_path, device=config.device, precision=config.precision)
+def make_detector(config: PipelineConfig) -> HandDetector:
+    """The hand detector that goes with the configured backend (TensorRT's runs as an engine)."""
+    path = config.models.resolve(config.models.detector)
+    check_model_files([(path, DETECTOR_ONNX)])
+    return backend_entry(config.backend).build_detector(config, path)
 
 
 def global_joint_rotations(global_orient: np.ndarray, hand_pose: np.ndarray) -> np.ndarray:
@@ -268,13 +236,13 @@ class HandPipeline:
         self,
         config: PipelineConfig,
         backend: ReconstructorBackend,
-        detector: object | None = None,
+        detector: HandDetector | None = None,
     ):
         config.validate()
         self.config = config
         self.backend = backend
         self.detector = detector
-        self.synthetic = bool(getattr(backend, "synthetic", False))
+        self.synthetic = backend.synthetic
         self.last_timings = StageTimings()
         # the hands of the latest predict() call, as cropped (after select and decide_sides)
         self.last_detections: list[HandDetection] = []
@@ -284,16 +252,7 @@ class HandPipeline:
         config.validate()
         # every file up front, so the user gets ONE error listing all that is missing
         check_model_files(required_model_files(config))
-        detector = None
-        if config.use_detector:
-            from wilor_ros.core.detector import OnnxHandDetector
-
-            detector = OnnxHandDetector(
-                config.models.resolve(config.models.detector),
-                conf_threshold=config.detection_threshold,
-                iou_threshold=config.nms_iou_threshold,
-                device=config.device,
-            )
+        detector = make_detector(config) if config.use_detector else None
         return cls(config, make_backend(config), detector)
 
     def reconfigure(self, config: PipelineConfig) -> None:
@@ -309,8 +268,9 @@ class HandPipeline:
             raise ValueError(f"{', '.join(fixed)} cannot change on a running pipeline: build a new one")
         self.config = config
         if self.detector is not None:
-            self.detector.conf_threshold = config.detection_threshold
-            self.detector.iou_threshold = config.nms_iou_threshold
+            self.detector.reconfigure(
+                conf_threshold=config.detection_threshold, iou_threshold=config.nms_iou_threshold
+            )
 
     # ------------------------------------------------------------------ stages
     def detect(self, image_rgb: np.ndarray) -> list[HandDetection]:
@@ -378,7 +338,7 @@ class HandPipeline:
         elif len(batch) == 0:
             output = ReconstructorOutput.empty()
         else:
-            output = self.backend.infer_tensor(crops)  # type: ignore[attr-defined]
+            output = self.backend.infer_tensor(crops)
         t4 = time.perf_counter()
         timings.reconstruct = t4 - t3
 
@@ -450,3 +410,5 @@ class HandPipeline:
 
     def close(self) -> None:
         self.backend.close()
+        if self.detector is not None:
+            self.detector.close()

@@ -244,11 +244,7 @@ class BatchReconstructor:
                 raise RuntimeError(
                     "no hand detector and no boxes for a frame: give boxes or a detector model"
                 )
-            images = [frames[i].rgb for i in missing]
-            if hasattr(detector, "detect_batch"):
-                batches = detector.detect_batch(images)
-            else:
-                batches = [detector.detect(image) for image in images]
+            batches = detector.detect_batch([frames[i].rgb for i in missing])
             for i, detections in zip(missing, batches):
                 found[i] = [d for d in detections if d.score >= config.detection_threshold]
         return [self.pipeline.select(boxes or []) for boxes in found]
@@ -463,7 +459,7 @@ class _Run:
     def write_outputs(
         self, bag_path: Path, dataset_path: Path, video_path: Path | None, storage: str
     ) -> None:
-        faces = getattr(self.pipeline.backend, "faces", None)
+        faces = self.pipeline.backend.faces
         bag = BagOutput(bag_path, storage, faces, self.config.frame_prefix, self.config.teleop)
         dataset = DatasetOutput(self.outputs.work)
         label = "SYNTHETIC MODELS" if self.pipeline.synthetic else None

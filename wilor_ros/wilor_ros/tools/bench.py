@@ -39,6 +39,7 @@ import psutil
 
 from wilor_ros.core import camera, preprocessing
 from wilor_ros.core.backends.base import ReconstructorBackend, ReconstructorOutput
+from wilor_ros.core.backends.registry import BACKEND_CHOICES
 from wilor_ros.core.cpu_features import describe_bf16_support
 from wilor_ros.core.pipeline import HandPipeline, ModelPaths, make_backend
 from wilor_ros.core.types import HandDetection, Side
@@ -49,7 +50,7 @@ LOG = logging.getLogger(__name__)
 MS = 1000.0
 MB = float(1 << 20)
 BASELINE = "baseline-eager"
-DEFAULT_BACKENDS = ("pytorch", "onnxruntime", "tensorrt")
+DEFAULT_BACKENDS = BACKEND_CHOICES  # every runtime of core/backends/registry.py
 DEFAULT_HANDS = (1, 2, 4)
 DEFAULT_SIZES = ((640, 480), (1280, 720))
 HAND_BOX_FRACTION = 0.22  # hand box side as a fraction of the image height (a hand at ~1 m)
@@ -396,11 +397,11 @@ def parse_specs(cfg: BenchConfig) -> list[tuple[str, BackendSpec]]:
     """(name as given, parsed spec) for every benchmarked way, the baseline last unless ``backends``
     places it (as "baseline-eager"); ValueError for a malformed spec."""
     ways = [
-        (text, BackendSpec("pytorch", "fp32") if text == BASELINE else BackendSpec.parse(text, cfg.precision))
+        (text, BackendSpec.reference() if text == BASELINE else BackendSpec.parse(text, cfg.precision))
         for text in cfg.backends
     ]
     if cfg.baseline and BASELINE not in cfg.backends:
-        ways.append((BASELINE, BackendSpec("pytorch", "fp32")))
+        ways.append((BASELINE, BackendSpec.reference()))
     return ways
 
 
@@ -440,7 +441,7 @@ def run_bench(cfg: BenchConfig) -> BenchReport:
             report.skipped[name] = str(exc).splitlines()[0]
             LOG.warning("bench: skipping %s: %s", name, report.skipped[name])
             continue
-        report.setup_rows.append(SetupRow(name, load_s, float(getattr(backend, "warmup_seconds", 0.0))))
+        report.setup_rows.append(SetupRow(name, load_s, backend.warmup_seconds))
         if spec.is_reference and reference_name is None:
             reference_name = name
         pipeline = HandPipeline(config, backend)

@@ -16,15 +16,21 @@ says so (then the speed-up shown is the reconstructor's alone).
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from wilor_ros.core.pipeline import BACKEND_CHOICES, HandPipeline
+from wilor_ros.core.backends.registry import BACKEND_CHOICES
+from wilor_ros.core.pipeline import HandPipeline
 from wilor_ros.core.temporal import TemporalConfig, TemporalHandPipeline
 from wilor_ros.core.tracking import TrackerConfig
 from wilor_ros.core.types import CameraIntrinsics, HandDetection, Side
+
+if TYPE_CHECKING:
+    from wilor_ros.core.detector import HandDetector
 
 DEFAULT_FRAMES = 30
 DEFAULT_FPS = 30.0
@@ -64,24 +70,35 @@ def moving_hand_frames(
 
 
 class TimedTruthDetector:
-    """Runs a real detector for its cost, answers with the rendered hand's true box.
+    """A HandDetector that runs a real detector for its cost and answers with the rendered hand's
+    true box.
 
     ``inner`` None: a cost-free stand-in (the table then marks the detector as not timed).
     """
 
-    def __init__(self, inner: object | None) -> None:
+    def __init__(self, inner: HandDetector | None) -> None:
         self.inner = inner
         self.truth: list[HandDetection] = []
         self.calls = 0
         self.seconds = 0.0
 
     def detect(self, image_rgb: np.ndarray) -> list[HandDetection]:
-        self.calls += 1
+        return self.detect_batch([image_rgb])[0]
+
+    def detect_batch(self, images_rgb: Sequence[np.ndarray]) -> list[list[HandDetection]]:
+        self.calls += len(images_rgb)
         if self.inner is not None:
             start = time.perf_counter()
-            self.inner.detect(image_rgb)
+            self.inner.detect_batch(images_rgb)
             self.seconds += time.perf_counter() - start
-        return list(self.truth)
+        return [list(self.truth) for _ in images_rgb]
+
+    def reconfigure(self, conf_threshold: float | None = None, iou_threshold: float | None = None) -> None:
+        if self.inner is not None:
+            self.inner.reconfigure(conf_threshold, iou_threshold)
+
+    def close(self) -> None:
+        """The inner detector belongs to the pipeline it came from, which closes it."""
 
 
 @dataclass(frozen=True)

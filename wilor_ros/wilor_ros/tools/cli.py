@@ -7,8 +7,9 @@ import logging
 import sys
 from pathlib import Path
 
+from wilor_ros.core.backends.registry import BACKEND_CHOICES, BACKENDS, PRECISION_CHOICES
 from wilor_ros.core.config import load_config, parse_override
-from wilor_ros.core.pipeline import BACKEND_CHOICES, PRECISION_CHOICES, PipelineConfig
+from wilor_ros.core.pipeline import PipelineConfig
 
 LOG = logging.getLogger("wilor_ros")
 
@@ -28,7 +29,9 @@ def _add_pipeline_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--backend", choices=BACKEND_CHOICES, help="reconstructor runtime")
     parser.add_argument("--device", help="cpu | cuda | cuda:N")
-    parser.add_argument("--precision", choices=PRECISION_CHOICES)
+    parser.add_argument(
+        "--precision", choices=PRECISION_CHOICES, help="what each backend runs: docs/performance.md"
+    )
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -439,7 +442,8 @@ def _add_gpu_commands(sub: argparse._SubParsersAction) -> None:
     build.add_argument(
         "--model-dir", type=Path, default=None, help=f"model folder (default {DEFAULT_MODEL_DIR})"
     )
-    build.add_argument("--precision", choices=("fp16", "fp32"), default="fp16")
+    tensorrt = BACKENDS["tensorrt"]
+    build.add_argument("--precision", choices=tensorrt.precisions, default=tensorrt.default_precision)
     build.add_argument("--max-hands", type=int, default=4, help="largest reconstructor batch of the engine")
     build.add_argument("--device", default="cuda", help="cuda | cuda:N")
     build.add_argument("--skip-detector", action="store_true", help="reconstructor engine only")
@@ -476,13 +480,15 @@ def _add_gpu_commands(sub: argparse._SubParsersAction) -> None:
         nargs="+",
         help="ways to run the reconstructor: runtime[:precision][+compile][+graphs], e.g. pytorch "
         "pytorch:bf16 pytorch+compile onnxruntime tensorrt:fp16 pytorch:fp16+graphs "
-        "(default: pytorch onnxruntime tensorrt)",
+        f"(default: {' '.join(BACKEND_CHOICES)})",
     )
     bench.add_argument("--hands", nargs="+", type=int, help="hand counts (default 1 2 4)")
     bench.add_argument("--warmup", type=int)
     bench.add_argument("--iterations", type=int)
     bench.add_argument("--device", help="cpu | cuda | cuda:N (default: cuda when available)")
-    bench.add_argument("--precision", choices=("fp32", "fp16", "bf16"), help="default: fp16 TensorRT on GPU")
+    bench.add_argument(
+        "--precision", choices=PRECISION_CHOICES, help="for ways without one (default: each runtime's own)"
+    )
     bench.add_argument("--threads", type=int, help="CPU threads for torch / ONNX Runtime")
     bench.add_argument("--no-baseline", action="store_true", help="skip the official-demo-style baseline")
     bench.add_argument("--no-detector", action="store_true", help="skip the detector timing")

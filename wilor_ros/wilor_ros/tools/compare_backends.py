@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,14 +23,16 @@ import numpy as np
 
 from wilor_ros.core import preprocessing
 from wilor_ros.core.backends.base import ReconstructorBackend, ReconstructorOutput
+from wilor_ros.core.backends.registry import (
+    BACKEND_CHOICES,
+    BACKENDS,
+    PRECISION_CHOICES,
+    BackendEntry,
+    backends_where,
+)
 from wilor_ros.core.config import load_config
 from wilor_ros.core.constants import CROP_SIZE
-from wilor_ros.core.pipeline import (
-    BACKEND_CHOICES,
-    PRECISION_CHOICES,
-    PipelineConfig,
-    make_backend,
-)
+from wilor_ros.core.pipeline import PipelineConfig, make_backend
 
 LOG = logging.getLogger(__name__)
 
@@ -40,9 +43,13 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 DEFAULT_RANDOM_CROPS = 4
 # crops per network call: the official demo's DataLoader batch size (demo.py, batch_size=16)
 OFFICIAL_DEMO_BATCH = 16
-# "+flag" -> PipelineConfig field, and the runtimes it applies to
+# "+flag" -> PipelineConfig field, and which runtimes it applies to (core/backends/registry.py)
 SPEC_FLAGS = {"compile": "torch_compile", "graphs": "cuda_graphs", "devcrop": "device_preprocessing"}
-FLAG_RUNTIMES = {"compile": ("pytorch",), "graphs": ("pytorch",), "devcrop": ("pytorch", "tensorrt")}
+FLAG_APPLIES: dict[str, Callable[[BackendEntry], bool]] = {
+    "compile": lambda entry: entry.torch_runtime,
+    "graphs": lambda entry: entry.torch_runtime,
+    "devcrop": lambda entry: entry.device_input,
+}
 
 
 @dataclass(frozen=True)
@@ -58,32 +65,35 @@ class BackendSpec:
     @classmethod
     def parse(cls, text: str, default_precision: str | None = None) -> BackendSpec:
         """``runtime[:precision][+compile][+graphs][+devcrop]``; without a precision:
-        ``default_precision``, else fp16 for tensorrt and fp32 for the others."""
+        ``default_precision``, else the runtime's own (fp16 for tensorrt, fp32 for the others)."""
         head, *flags = text.split("+")
         runtime, _, precision = head.partition(":")
         if runtime not in BACKEND_CHOICES:
             raise ValueError(f"backend {text!r}: runtime must be one of {BACKEND_CHOICES}")
-        precision = precision or default_precision or ("fp16" if runtime == "tensorrt" else "fp32")
+        precision = precision or default_precision or BACKENDS[runtime].default_precision
         if precision not in PRECISION_CHOICES:
             raise ValueError(f"backend {text!r}: precision must be one of {PRECISION_CHOICES}")
         unknown = [flag for flag in flags if flag not in SPEC_FLAGS]
         if unknown:
             raise ValueError(f"backend {text!r}: unknown option(s) {unknown}; known: {sorted(SPEC_FLAGS)}")
         for flag in flags:
-            if runtime not in FLAG_RUNTIMES[flag]:
-                raise ValueError(
-                    f"backend {text!r}: +{flag} applies to {' / '.join(FLAG_RUNTIMES[flag])} only"
-                )
+            if not FLAG_APPLIES[flag](BACKENDS[runtime]):
+                runtimes = " / ".join(backends_where(FLAG_APPLIES[flag]))
+                raise ValueError(f"backend {text!r}: +{flag} applies to {runtimes} only")
         return cls(runtime, precision, **{SPEC_FLAGS[flag]: True for flag in flags})
 
     def __str__(self) -> str:
         flags = "".join(f"+{flag}" for flag, field_name in SPEC_FLAGS.items() if getattr(self, field_name))
         return f"{self.runtime}:{self.precision}{flags}"
 
+    @classmethod
+    def reference(cls) -> BackendSpec:
+        """Plain fp32 PyTorch, the official model's own runtime: what every other way is measured against."""
+        return cls("pytorch", "fp32")
+
     @property
     def is_reference(self) -> bool:
-        """Plain fp32 PyTorch: what every other way is measured against."""
-        return self == BackendSpec("pytorch", "fp32")
+        return self == BackendSpec.reference()
 
     def pipeline_config(self, model_dir: str | Path, device: str, **overrides: object) -> PipelineConfig:
         """A PipelineConfig running this spec on the model folder's files (``overrides``: other fields)."""

@@ -147,7 +147,7 @@ def run_demo(
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    faces = faces if faces is not None else getattr(pipeline.backend, "faces", None)
+    faces = faces if faces is not None else pipeline.backend.faces
     label = SYNTHETIC_LABEL if pipeline.synthetic else None
     results: list[DemoFrame] = []
     writer = None

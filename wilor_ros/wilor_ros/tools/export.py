@@ -175,7 +175,7 @@ def _linears_as_gemm(model: torch.nn.Module) -> Iterator[None]:
 
 def _torch_export(model: torch.nn.Module, path: Path, opset: int) -> None:
     """torch's TorchScript-based exporter (the node names its module scopes give are what
-    tensorrt_backend.RECONSTRUCTOR_FP16_SCOPES select).
+    tensorrt.mixed_precision.RECONSTRUCTOR_FP16_SCOPES select).
 
     For weights above protobuf's 2 GiB it writes one loose file per tensor beside ``path``;
     write_onnx gathers them into the single side file.

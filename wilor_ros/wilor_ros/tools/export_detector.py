@@ -17,15 +17,15 @@ from typing import Any
 
 import numpy as np
 
-from wilor_ros.core.detector import (
+from wilor_ros.core.detector import OnnxHandDetector
+from wilor_ros.core.model_files import DETECTOR_ONNX, DETECTOR_PT
+from wilor_ros.core.yolo import (
     EXPECTED_NAMES,
     EXPORT_INFO_KEY,
     SUPPORTED_TASKS,
     SYNTHETIC_KEY,
-    OnnxHandDetector,
     check_class_names,
 )
-from wilor_ros.core.model_files import DETECTOR_ONNX, DETECTOR_PT
 from wilor_ros.tools.train_detector import train_detector
 
 __all__ = ["export_detector", "make_synthetic_detector", "train_detector", "write_onnx_metadata"]

@@ -20,6 +20,7 @@ so that the script is known to work before a GPU is at hand.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import importlib.util
 import json
@@ -257,10 +258,21 @@ def parity(reference: Path | None, model_dir: Path, device: str) -> dict[str, An
     return result
 
 
+def half_precisions() -> tuple[str, ...]:
+    """The mixed precisions of the reference runtime (core/backends/registry.py): fp16, bf16."""
+    from wilor_ros.core.backends.registry import BACKENDS
+    from wilor_ros.tools.compare_backends import BackendSpec
+
+    reference = BackendSpec.reference()
+    return tuple(p for p in BACKENDS[reference.runtime].precisions if p != reference.precision)
+
+
 def precision_errors(reference: Path | None, model_dir: Path, device: str) -> dict[str, Any]:
     import numpy as np
 
     from wilor_ros.tools.compare_backends import BackendSpec, crops_from_images, load_backend, run_chunks
+
+    fp32_spec = BackendSpec.reference()
 
     if reference is not None and (reference / "demo_boxes.json").is_file():
         crops = crops_from_images(reference / "demo_images", reference / "demo_boxes.json")
@@ -268,11 +280,11 @@ def precision_errors(reference: Path | None, model_dir: Path, device: str) -> di
     else:
         crops = np.random.default_rng(0).standard_normal((8, 3, 256, 256)).astype(np.float32)
         source = "8 random crops (parity kit not found)"
-    result: dict[str, Any] = {"crops": source, "reference": f"pytorch:fp32 on {device}"}
-    fp32 = run_chunks(load_backend(BackendSpec("pytorch", "fp32"), model_dir, device), crops, 16)
-    for precision in ("fp16", "bf16"):
+    result: dict[str, Any] = {"crops": source, "reference": f"{fp32_spec} on {device}"}
+    fp32 = run_chunks(load_backend(fp32_spec, model_dir, device), crops, 16)
+    for precision in half_precisions():
         try:
-            backend = load_backend(BackendSpec("pytorch", precision), model_dir, device)
+            backend = load_backend(dataclasses.replace(fp32_spec, precision=precision), model_dir, device)
         except ValueError as exc:  # fp16 on a CPU, bf16 on a CPU without bf16 instructions
             result[precision] = f"refused: {exc}"
             continue
@@ -333,7 +345,7 @@ def markdown(doc: dict[str, Any]) -> str:
             "| precision | vertices mm mean / max | joints mm mean / max | cam_t mm max |",
             "|---|---|---|---|",
         ]
-        for precision in ("fp16", "bf16"):
+        for precision in half_precisions():
             table = prec.get(precision)
             if isinstance(table, dict):
                 v, j, c = table["vertices"], table["keypoints_3d"], table["cam_t"]

@@ -1,4 +1,5 @@
-"""Reconstructor runtimes behind one interface (see base.ReconstructorBackend).
+"""Reconstructor runtimes behind one interface (base.ReconstructorBackend), listed in one table
+(registry.BACKENDS).
 
 Backends are imported lazily: the ONNX Runtime path must not need torch, and TensorRT is
 optional.
@@ -11,13 +12,15 @@ from wilor_ros.core.backends.base import (
     ReconstructorOutput,
     TensorSpec,
 )
-
-BACKENDS = ("pytorch", "onnxruntime", "tensorrt")
+from wilor_ros.core.backends.registry import BACKEND_CHOICES, BACKENDS, PRECISION_CHOICES, BackendEntry
 
 __all__ = [
     "BACKENDS",
+    "BACKEND_CHOICES",
     "INPUT_SPEC",
     "OUTPUT_SPECS",
+    "PRECISION_CHOICES",
+    "BackendEntry",
     "ReconstructorBackend",
     "ReconstructorOutput",
     "TensorSpec",

@@ -8,12 +8,21 @@ pipeline's job, shared by all backends, so one comparison script runs any pair.
 from __future__ import annotations
 
 import base64
+import logging
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from wilor_ros.core.constants import CROP_SIZE, NUM_HAND_JOINTS, NUM_JOINTS, NUM_VERTICES
+
+if TYPE_CHECKING:
+    import torch
+
+LOG = logging.getLogger(__name__)
 
 INPUT_NAME = "crops"
 
@@ -80,16 +89,40 @@ class ReconstructorBackend(ABC):
     synthetic: bool = False
     #: F x 3 int64 MANO triangles (right-hand winding) of the mesh the backend outputs
     faces: np.ndarray | None = None
+    #: True when ``infer_tensor`` runs crops that are already on the backend's device without a host
+    #: round trip (the pipeline's ``device_preprocessing`` needs it; core/device_preprocessing.py)
+    supports_device_input: bool = False
+    #: seconds spent compiling / capturing / building at construction (0 when nothing was)
+    warmup_seconds: float = 0.0
 
     def input_spec(self) -> TensorSpec:
+        """The crops input as the runtime declares it (-1 for the dynamic batch axis)."""
         return INPUT_SPEC
 
     def output_spec(self) -> tuple[TensorSpec, ...]:
+        """The outputs as the runtime declares them; a backend whose runtime describes its own tensors
+        (an ONNX session, a TensorRT engine) reports those, so they can be checked against the spec."""
         return OUTPUT_SPECS
 
     @abstractmethod
     def infer(self, crops: np.ndarray) -> ReconstructorOutput:
         """crops: B x 3 x 256 x 256 float32 normalised -> outputs for the B crops (B may be 0)."""
+
+    def take_export_metadata(self, metadata: Mapping[str, str], source: str | Path) -> None:
+        """Set ``synthetic`` and ``faces`` from the metadata our exporter writes into the ONNX file
+        (tools/export.py), which also travels to the engines built from it."""
+        self.synthetic = metadata.get("synthetic", "false").lower() == "true"
+        self.faces = decode_faces(metadata["faces"]) if "faces" in metadata else None
+        if self.synthetic:
+            LOG.warning("reconstructor %s has SYNTHETIC weights: outputs are not real hands", source)
+
+    def infer_tensor(self, crops: torch.Tensor) -> ReconstructorOutput:
+        """crops: B x 3 x 256 x 256 float32 torch tensor on any device -> outputs for the B crops.
+
+        This default copies the crops to the host and calls ``infer``; backends with
+        ``supports_device_input`` run them where they are.
+        """
+        return self.infer(crops.detach().cpu().numpy())
 
     def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing to release
         """Release runtime resources (device memory, sessions)."""

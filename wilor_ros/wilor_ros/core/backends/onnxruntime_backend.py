@@ -4,7 +4,6 @@ full-size model also its ``.data`` side file, which ONNX Runtime reads beside th
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -14,44 +13,37 @@ from wilor_ros.core.backends.base import (
     INPUT_NAME,
     ReconstructorBackend,
     ReconstructorOutput,
+    TensorSpec,
     check_crops,
-    decode_faces,
 )
+from wilor_ros.core.backends.registry import BACKENDS
 from wilor_ros.core.onnx_files import check_external_data
+from wilor_ros.core.onnx_runtime import open_session, read_metadata
 
-LOG = logging.getLogger(__name__)
-
-
-def read_metadata(session: ort.InferenceSession) -> dict[str, str]:
-    """The custom metadata map of an ONNX file (written by our exporter)."""
-    return dict(session.get_modelmeta().custom_metadata_map)
+# ONNX Runtime's element type names -> numpy dtype names (TensorSpec.dtype)
+ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64"}
 
 
-def default_providers(device: str) -> list[str]:
-    """CUDA first when asked for and available, CPU always as the fallback."""
-    available = ort.get_available_providers()
-    wanted = ["CUDAExecutionProvider"] if str(device).startswith("cuda") else []
-    return [p for p in wanted if p in available] + ["CPUExecutionProvider"]
+def session_spec(value: ort.NodeArg) -> TensorSpec:
+    """One session input/output as a TensorSpec (symbolic axes -> -1; unknown types kept as named)."""
+    shape = tuple(d if isinstance(d, int) else -1 for d in value.shape)
+    return TensorSpec(value.name, shape, ORT_DTYPES.get(value.type, value.type))
 
 
 class OnnxRuntimeBackend(ReconstructorBackend):
     """Runs the exported reconstructor ONNX file (dynamic batch) with ONNX Runtime."""
 
     name = "onnxruntime"
+    supports_device_input = BACKENDS[name].device_input
 
     def __init__(self, onnx_path: str | Path, device: str = "cpu", threads: int | None = None):
         path = Path(onnx_path)
         if not path.is_file():
             raise RuntimeError(f"reconstructor ONNX file not found: {path} (make it with `wilor-ros export`)")
         check_external_data(path)  # ONNX Runtime's own message for a missing side file is obscure
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads:
-            options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(path), options, providers=default_providers(device))
+        self.session = open_session(path, device, threads)
         self.metadata = read_metadata(self.session)
-        self.synthetic = self.metadata.get("synthetic", "false").lower() == "true"
-        self.faces = decode_faces(self.metadata["faces"]) if "faces" in self.metadata else None
+        self.take_export_metadata(self.metadata, path)
         names = [o.name for o in self.session.get_outputs()]
         expected = list(ReconstructorOutput.names())
         if names != expected or self.session.get_inputs()[0].name != INPUT_NAME:
@@ -59,12 +51,16 @@ class OnnxRuntimeBackend(ReconstructorBackend):
                 f"{path} is not a wilor_ros reconstructor export (outputs {names}, expected {expected}); "
                 "re-export it with `wilor-ros export`"
             )
-        if self.synthetic:
-            LOG.warning("reconstructor %s has SYNTHETIC weights: outputs are not real hands", path)
 
     @property
     def export_info(self) -> dict:
         return json.loads(self.metadata.get("wilor_ros", "{}"))
+
+    def input_spec(self) -> TensorSpec:
+        return session_spec(self.session.get_inputs()[0])
+
+    def output_spec(self) -> tuple[TensorSpec, ...]:
+        return tuple(session_spec(o) for o in self.session.get_outputs())
 
     def infer(self, crops: np.ndarray) -> ReconstructorOutput:
         crops = check_crops(crops)

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from wilor_ros.core.backends.base import ReconstructorBackend, ReconstructorOutput, check_crops
+from wilor_ros.core.backends.registry import BACKENDS
 from wilor_ros.core.constants import CROP_SIZE
 
 LOG = logging.getLogger(__name__)
@@ -163,6 +164,7 @@ class TorchBackend(ReconstructorBackend):
     """Runs a reconstructor nn.Module (from ``load_reconstructor``) on CPU or CUDA."""
 
     name = "pytorch"
+    supports_device_input = BACKENDS[name].device_input
 
     def __init__(
         self,
@@ -218,7 +220,7 @@ class TorchBackend(ReconstructorBackend):
             weight_loading=options.weight_loading,
             lock_weights=options.lock_weights,
         )
-        return cls(model, device=device, synthetic=bool(getattr(model, "synthetic", False)), options=options)
+        return cls(model, device=device, synthetic=model.synthetic, options=options)
 
     def warmup_batches(self) -> list[int]:
         """Batch sizes ``warmup`` runs: every captured size for CUDA graphs. For compile alone 1, 2 and

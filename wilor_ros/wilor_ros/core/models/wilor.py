@@ -138,7 +138,7 @@ class WiLoR(nn.Module):
         """The mixed-precision recipe: cast only the ViT's patch embedding and its blocks' attention and
         MLP layers (nearly all FLOPs) to ``dtype``; everything else stays float32.
 
-        float32 islands, the same as the TensorRT fp16 recipe (backends/tensorrt_backend.py): LayerNorms,
+        float32 islands, the same as the TensorRT fp16 recipe (backends/tensorrt/): LayerNorms,
         softmax (inside the fused attention kernel), the residual stream between blocks, the query-token
         embeddings, the read-outs, the 6D -> matrix conversion, the refinement net and MANO. The mean
         global orientation is nearly degenerate (SPEC 3.7): rounding init_hand_pose or the 6D -> matrix
