@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from wilor_ros.core import preprocessing
+from wilor_ros.core import preprocessing, warp
 from wilor_ros.core.device_preprocessing import blurred_samples_torch, crop_hands_torch
 from wilor_ros.core.pipeline import HandPipeline, ModelPaths, PipelineConfig
 from wilor_ros.core.types import HandDetection, Side
@@ -108,7 +108,7 @@ def test_blur_matches_scipy_with_nearest_border():
     rows = np.concatenate([np.arange(140), [0, 139]])  # every row, more than one chunk, repeats
     cols = np.arange(32, -1, -1)  # every column, mirrored order
     ours = blurred_samples_torch(torch.from_numpy(image), rows, cols, sigma).numpy()
-    full = preprocessing.gaussian_blur(image, sigma)
+    full = warp.gaussian_blur(image, sigma)
     np.testing.assert_allclose(ours, full[np.ix_(rows, cols)], atol=1e-3)
 
 

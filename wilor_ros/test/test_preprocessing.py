@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from wilor_ros.core import preprocessing as pp
+from wilor_ros.core import warp
 from wilor_ros.core.constants import CROP_SIZE
 from wilor_ros.core.types import HandDetection, Side
 
@@ -130,7 +131,7 @@ def test_close_up_hands_in_a_large_frame_equal_reference(demo_images_dir: Path) 
         ref = pp.crop_hand_reference(rgb, det.box, det.side == Side.RIGHT)
         assert ref.blur_sigma is not None
         if i < 2:
-            assert pp.gaussian_radius(ref.blur_sigma) >= 10
+            assert warp.gaussian_radius(ref.blur_sigma) >= 10
         np.testing.assert_array_equal(batch.crops[i], ref.crop, err_msg=f"hand {i}")
 
 
@@ -212,17 +213,17 @@ def test_blur_at_chosen_pixels_equals_full_blur_near_borders() -> None:
     rng = np.random.default_rng(3)
     image = rng.integers(0, 256, size=(161, 47, 3), dtype=np.uint8)
     for sigma in (0.3, 1.7, 4.2):
-        full = pp.gaussian_blur(image, sigma)
+        full = warp.gaussian_blur(image, sigma)
         rows = np.concatenate([np.arange(0, 161, 2), [160, 159, 3]])  # > BLUR_ROW_CHUNK rows
-        assert rows.size > pp.BLUR_ROW_CHUNK
+        assert rows.size > warp.BLUR_ROW_CHUNK
         for cols in (np.array([0, 1, 46]), np.arange(46, -1, -3), np.array([20])):
-            got = pp.blurred_samples(image, rows, cols, sigma)
+            got = warp.blurred_samples(image, rows, cols, sigma)
             np.testing.assert_array_equal(got, full[np.ix_(rows, cols)], err_msg=f"sigma {sigma} cols {cols}")
 
 
 def test_axis_support_indexes_both_taps_and_the_border() -> None:
     first = np.array([-5, -2, -1, 0, 3, 3, 4, 8, 9, 12])
-    support = pp.axis_support(first, size=10)
+    support = warp.axis_support(first, size=10)
     np.testing.assert_array_equal(support.pixels, [0, 1, 3, 4, 5, 8, 9])
     for tap, index in zip(first, support.taps):
         for step in (0, 1):  # both bilinear taps: the same pixel, or outside on both sides

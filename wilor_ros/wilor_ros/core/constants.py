@@ -78,3 +78,7 @@ def _openpose_to_mano_joint() -> tuple[int, ...]:
 
 
 OPENPOSE_ROTATION_SOURCE = _openpose_to_mano_joint()
+
+# colour channels of the images the pipeline takes (H x W x 3 RGB; RGBA is converted at the entry)
+RGB_CHANNELS = 3
+RGBA_CHANNELS = 4

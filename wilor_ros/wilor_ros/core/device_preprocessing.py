@@ -7,7 +7,7 @@ from the same functions as the exact CPU path (:mod:`wilor_ros.core.preprocessin
 *placement* is identical; only the pixel arithmetic differs:
 
 * what is read: as in the CPU crop, only the source rows and columns the crop's bilinear taps touch
-  (:func:`preprocessing.axis_support`, at most 512 of each) are gathered from the frame, so the
+  (:func:`warp.axis_support`, at most 512 of each) are gathered from the frame, so the
   working memory is a few MB per hand whatever the frame and hand size (the frame itself is never
   converted to float);
 * sampling: ``torch.nn.functional.grid_sample`` (bilinear, ``align_corners=True`` on pixel-centre
@@ -21,7 +21,7 @@ from the same functions as the exact CPU path (:mod:`wilor_ros.core.preprocessin
 * anti-alias blur (only when the crop down-samples by more than 1.1): scipy's Gaussian kernel
   (truncate 4) and 'nearest' border, in float32 instead of float64, evaluated at the gathered rows
   and columns only (:func:`blurred_samples_torch`, the device twin of
-  :func:`preprocessing.blurred_samples`);
+  :func:`warp.blurred_samples`);
 * normalisation: :func:`preprocessing.normalize_patches_torch` (the same float32 constants).
 
 Left hands: the official code mirrors the whole image and warps it. Here the mirrored image is never
@@ -36,21 +36,23 @@ import torch.nn.functional as F
 
 from wilor_ros.core.constants import CROP_SIZE, DEFAULT_RESCALE_FACTOR
 from wilor_ros.core.preprocessing import (
-    BLUR_ROW_CHUNK,
     RGB_CHANNELS,
-    SUBPIXEL_STEPS,
     CropGeometry,
     CropMetadata,
-    axis_aligned_positions,
-    axis_support,
     check_rgb_image,
     crop_affine,
     crop_geometry,
-    gaussian_radius,
-    invert_affine,
     normalize_patches_torch,
 )
 from wilor_ros.core.types import HandDetection, Side
+from wilor_ros.core.warp import (
+    BLUR_ROW_CHUNK,
+    SUBPIXEL_STEPS,
+    axis_aligned_positions,
+    axis_support,
+    gaussian_radius,
+    invert_affine,
+)
 
 # grid_sample with align_corners=True maps -1/+1 to the first/last pixel centre, which needs at
 # least two pixels per axis; smaller sources get black rows/columns appended (they are "outside").
@@ -69,7 +71,7 @@ def opencv_positions(geometry: CropGeometry, affine: np.ndarray, width: int) -> 
     Crop affines are axis-aligned (a scale and a shift), so x depends on the crop column only and y on
     the row only. Returns x (256,) per crop column and y (256,) per crop row, float64 multiples of
     1/32 px: the inverse affine in OpenCV's fixed point rounded to its 1/32-px grid
-    (preprocessing.axis_aligned_positions). Left hands: computed in mirrored coordinates,
+    (warp.axis_aligned_positions). Left hands: computed in mirrored coordinates,
     then x = W - 1 - x' (the source column of mirrored column x').
     """
     positions = axis_aligned_positions(invert_affine(affine))

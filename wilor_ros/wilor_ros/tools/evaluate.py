@@ -30,7 +30,7 @@ import torch
 from wilor_ros.core.constants import CROP_SIZE, NUM_HAND_JOINTS
 from wilor_ros.core.geometry import axis_angle_to_rotmat
 from wilor_ros.core.mano import load_mano
-from wilor_ros.core.preprocessing import invert_affine
+from wilor_ros.core.warp import invert_affine
 from wilor_ros.tools.metrics import SampleMetrics, aggregate, evaluate_sample, pck_2d
 from wilor_ros.tools.train.config import EvalConfig
 from wilor_ros.tools.train.datasets import HandRecord, distinguish_labels, read_dataset, try_example
