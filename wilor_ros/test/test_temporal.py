@@ -25,7 +25,7 @@ from wilor_ros.core.temporal import (
     TemporalConfig,
     TemporalHandPipeline,
 )
-from wilor_ros.core.tracking import TrackerConfig
+from wilor_ros.core.tracks import TrackerConfig
 from wilor_ros.core.types import BoxSource, CameraIntrinsics, HandDetection, Side
 from wilor_ros.tools import metrics
 

@@ -26,7 +26,7 @@ from wilor_ros.core import camera, preprocessing
 from wilor_ros.core.backends.base import ReconstructorBackend, ReconstructorOutput
 from wilor_ros.core.backends.registry import BACKEND_CHOICES, PRECISION_CHOICES, backend_entry, backends_where
 from wilor_ros.core.config import Setting, check_settings, setting, settings_of
-from wilor_ros.core.constants import DEFAULT_RESCALE_FACTOR, MANO_PARENTS, OPENPOSE_ROTATION_SOURCE
+from wilor_ros.core.constants import DEFAULT_RESCALE_FACTOR, OPENPOSE_ROTATION_SOURCE
 from wilor_ros.core.model_files import (
     DETECTOR_ONNX,
     MANO_RIGHT,
@@ -35,7 +35,7 @@ from wilor_ros.core.model_files import (
     ModelFileInfo,
     check_model_files,
 )
-from wilor_ros.core.rotations import rotmat_to_axis_angle_np
+from wilor_ros.core.rotations import global_joint_rotations, rotmat_to_axis_angle_np
 from wilor_ros.core.types import CameraIntrinsics, HandDetection, HandEstimate, Side
 
 if TYPE_CHECKING:
@@ -213,20 +213,6 @@ def make_detector(config: PipelineConfig) -> HandDetector:
     path = config.models.resolve(config.models.detector)
     check_model_files([(path, DETECTOR_ONNX)])
     return backend_entry(config.backend).build_detector(config, path)
-
-
-def global_joint_rotations(global_orient: np.ndarray, hand_pose: np.ndarray) -> np.ndarray:
-    """Compose MANO's kinematic chain into per-joint global rotations.
-
-    global_orient: B x 3 x 3, hand_pose: B x 15 x 3 x 3 (parent-relative, MANO order)
-    -> B x 16 x 3 x 3 global rotations, MANO joint order.
-    """
-    batch = global_orient.shape[0]
-    local = np.concatenate([global_orient[:, None], hand_pose], axis=1)  # B x 16 x 3 x 3
-    out = np.empty((batch, len(MANO_PARENTS), 3, 3), dtype=np.float32)
-    for joint, parent in enumerate(MANO_PARENTS):
-        out[:, joint] = local[:, joint] if parent < 0 else out[:, parent] @ local[:, joint]
-    return out
 
 
 class HandPipeline:

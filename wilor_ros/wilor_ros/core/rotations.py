@@ -8,6 +8,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from wilor_ros.core.constants import MANO_PARENTS
+
 
 def axis_angle_to_rotmat_np(axis_angle: np.ndarray) -> np.ndarray:
     """Axis-angle ... x 3 -> rotation matrices ... x 3 x 3 (float64), via scipy."""
@@ -31,3 +33,17 @@ def rotmat_to_axis_angle_np(rotmat: np.ndarray) -> np.ndarray:
     lead = rotmat.shape[:-2]
     vecs = Rotation.from_matrix(rotmat.reshape(-1, 3, 3)).as_rotvec()
     return vecs.reshape(*lead, 3)
+
+
+def global_joint_rotations(global_orient: np.ndarray, hand_pose: np.ndarray) -> np.ndarray:
+    """Compose MANO's kinematic chain into per-joint global rotations.
+
+    global_orient: B x 3 x 3, hand_pose: B x 15 x 3 x 3 (parent-relative, MANO order)
+    -> B x 16 x 3 x 3 global rotations, MANO joint order.
+    """
+    batch = global_orient.shape[0]
+    local = np.concatenate([global_orient[:, None], hand_pose], axis=1)  # B x 16 x 3 x 3
+    out = np.empty((batch, len(MANO_PARENTS), 3, 3), dtype=np.float32)
+    for joint, parent in enumerate(MANO_PARENTS):
+        out[:, joint] = local[:, joint] if parent < 0 else out[:, parent] @ local[:, joint]
+    return out

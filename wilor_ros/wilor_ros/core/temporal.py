@@ -47,7 +47,8 @@ from wilor_ros.core.config import setting
 from wilor_ros.core.depth import DepthCorrectionConfig, correct_hand_depth
 from wilor_ros.core.filtering import FilterConfig, HandFilter
 from wilor_ros.core.pipeline import HandPipeline, StageTimings
-from wilor_ros.core.tracking import HandTracker, TrackerConfig, TrackPlan
+from wilor_ros.core.tracking import HandTracker
+from wilor_ros.core.tracks import TrackerConfig, TrackPlan
 from wilor_ros.core.types import BoxSource, CameraIntrinsics, HandDetection, HandEstimate
 
 

@@ -39,159 +39,20 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from wilor_ros.core.config import setting
+from wilor_ros.core.tracks import (
+    INFEASIBLE,
+    Track,
+    TrackerConfig,
+    TrackPlan,
+    box_iou,
+    keypoint_box,
+    side_vote,
+)
 from wilor_ros.core.types import HandDetection, HandEstimate, Side
-
-_INFEASIBLE = 1e6  # cost of a gated-out pair; any real cost is a few units at most
-
-
-@dataclass
-class TrackerConfig:
-    """Tracking parameters (see the module docstring for the cost and the life cycle)."""
-
-    # ---- association cost and gates
-    iou_weight: float = 1.0
-    distance_weight: float = 1.0
-    side_weight: float = 0.5
-    max_wrist_distance_m: float = 0.15  # gate on the predicted 3D wrist (hands move < 5 m/s)
-    min_iou: float = 0.0  # gate on the predicted box; 0 disables it (the 3D gate is stronger)
-    # weight of the newest frame in the velocity estimates (exponential smoothing, in (0, 1])
-    velocity_smoothing: float = 0.5
-    max_prediction_s: float = 0.2  # constant-velocity extrapolation is capped to this horizon
-    # ---- birth / death
-    # 1, not the 3 of multi-object trackers: a teleoperation user needs the hand from its first
-    # frame, and a one-frame false detection of the WiLoR detector at its 0.3 threshold is rare
-    # (it is one published frame, then a dead track); raise it to hide those at a delay
-    min_hits: int = setting(
-        1,
-        doc="frames a new hand must be seen before it is published (1: from its first frame; "
-        "higher hides one-frame false detections at that many frames of delay)",
-        minimum=1,
-        maximum=30,
-        live=True,
-    )
-    max_missed_frames: int = setting(
-        5,
-        doc="frames a tracked hand may go unseen before its track (and id) ends",
-        minimum=0,
-        maximum=300,
-        live=True,
-    )
-    max_missed_s: float = 0.5  # ... or after this long without a match
-    # ---- side hysteresis
-    side_flip_frames: int = 3  # consecutive disagreeing frames needed to flip a track's side
-    # ---- predicted boxes and re-detection
-    box_margin: float = 0.2  # added on each side of the 2D keypoint box, fraction of its size
-    min_box_size_px: float = 24.0  # predicted boxes are at least this wide and tall
-    score_smoothing: float = 0.3  # weight of the newest score in a track's confidence
-    min_track_score: float = 0.5  # below this confidence a track needs the detector
-    min_keypoint_spread_px: float = 12.0  # a smaller 2D keypoint box means a dubious hand
-    redetect_every_n_frames: int = setting(
-        10,
-        doc="with detector_skipping, run the detector at least every N frames (also when a track is "
-        "lost or unsure)",
-        minimum=1,
-        maximum=1000,
-        live=True,
-    )
-
-    def __post_init__(self) -> None:
-        for name in ("iou_weight", "distance_weight", "side_weight", "min_iou", "box_margin"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"tracker.{name} must be >= 0, got {value}")
-        for name in ("max_wrist_distance_m", "max_prediction_s", "max_missed_s", "min_box_size_px"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value > 0):
-                raise ValueError(f"tracker.{name} must be > 0, got {value}")
-        for name in ("velocity_smoothing", "score_smoothing"):
-            value = getattr(self, name)
-            if not 0 < value <= 1:
-                raise ValueError(f"tracker.{name} must be in (0, 1], got {value}")
-        for name in ("min_hits", "side_flip_frames", "redetect_every_n_frames"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"tracker.{name} must be >= 1, got {getattr(self, name)}")
-        if self.max_missed_frames < 0:
-            raise ValueError(f"tracker.max_missed_frames must be >= 0, got {self.max_missed_frames}")
-
-
-@dataclass(frozen=True)
-class TrackPlan:
-    """How one frame's estimates join the tracks (``HandTracker.plan``)."""
-
-    matches: dict[int, int]  # estimate index -> index of the living track it continues
-    sides: list[Side]  # the side each estimate must be reconstructed with and published as
-    stamp: float
-    from_detector: bool
-
-
-def _vote(estimate: HandEstimate, from_detector: bool) -> Side | None:
-    """The detector's side evidence of an estimate (None on frames run from predicted boxes)."""
-    if not from_detector:
-        return None
-    return Side.parse(estimate.side if estimate.detected_side is None else estimate.detected_side)
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of XYXY boxes: a is A x 4, b is B x 4; returns A x B."""
-    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
-    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
-    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
-
-
-def keypoint_box(keypoints_2d: np.ndarray, margin: float, min_size: float) -> np.ndarray:
-    """(4,) XYXY box around 21 x 2 pixel keypoints, grown by ``margin`` x its size on each side
-    (keypoints lie inside the hand: the skin and palm edge stick out) and at least
-    ``min_size`` wide and tall."""
-    kp = np.asarray(keypoints_2d, dtype=np.float64).reshape(-1, 2)
-    lo, hi = kp.min(axis=0), kp.max(axis=0)
-    center = 0.5 * (lo + hi)
-    size = np.maximum((hi - lo) * (1.0 + 2.0 * margin), min_size)
-    return np.concatenate([center - 0.5 * size, center + 0.5 * size])
-
-
-@dataclass
-class _Track:
-    wrist: np.ndarray  # (3,) metres
-    center_2d: np.ndarray  # (2,) pixels, centroid of the 2D keypoints
-    box: np.ndarray  # (4,) the last estimate's box
-    last_stamp: float
-    side: Side
-    score: float
-    estimate: HandEstimate
-    track_id: int = 0  # 0 while tentative
-    hits: int = 1
-    missed: int = 0
-    side_disagreements: int = 0
-    wrist_velocity: np.ndarray = field(default_factory=lambda: np.zeros(3))
-    center_velocity: np.ndarray = field(default_factory=lambda: np.zeros(2))
-
-    @property
-    def confirmed(self) -> bool:
-        return self.track_id > 0
-
-    def horizon(self, stamp: float, cap: float) -> float:
-        return float(np.clip(stamp - self.last_stamp, 0.0, cap))
-
-    def predicted_wrist(self, stamp: float, cap: float) -> np.ndarray:
-        return self.wrist + self.wrist_velocity * self.horizon(stamp, cap)
-
-    def predicted_box(self, stamp: float, cap: float) -> np.ndarray:
-        shift = self.center_velocity * self.horizon(stamp, cap)
-        return self.box + np.concatenate([shift, shift])
 
 
 class HandTracker:
@@ -199,7 +60,7 @@ class HandTracker:
 
     def __init__(self, config: TrackerConfig | None = None) -> None:
         self.config = config or TrackerConfig()
-        self._tracks: list[_Track] = []
+        self._tracks: list[Track] = []
         self._next_id = 1
         self._last_stamp: float | None = None
         self._frames_since_detection: int | None = None  # None: the detector never ran
@@ -223,7 +84,7 @@ class HandTracker:
     def _cost_matrix(
         self, boxes: np.ndarray, wrists: np.ndarray | None, sides: np.ndarray, stamp: float
     ) -> np.ndarray:
-        """Tracks x hands association cost (``_INFEASIBLE`` where gated out).
+        """Tracks x hands association cost (``INFEASIBLE`` where gated out).
 
         boxes: N x 4 XYXY; wrists: N x 3 metres, or None before reconstruction, when the 3D term
         is replaced by the distance of the box centres relative to the predicted box's diagonal
@@ -231,7 +92,7 @@ class HandTracker:
         """
         cfg = self.config
         cap = cfg.max_prediction_s
-        cost = np.full((len(self._tracks), len(boxes)), _INFEASIBLE)
+        cost = np.full((len(self._tracks), len(boxes)), INFEASIBLE)
         if not self._tracks or not len(boxes):
             return cost
         pred_boxes = np.stack([t.predicted_box(stamp, cap) for t in self._tracks])
@@ -258,9 +119,9 @@ class HandTracker:
         if not cost.size:
             return {}
         rows, cols = linear_sum_assignment(cost)
-        return {int(c): int(r) for r, c in zip(rows, cols) if cost[r, c] < _INFEASIBLE}
+        return {int(c): int(r) for r, c in zip(rows, cols) if cost[r, c] < INFEASIBLE}
 
-    def _side_after_vote(self, track: _Track, vote: Side | None) -> Side:
+    def _side_after_vote(self, track: Track, vote: Side | None) -> Side:
         """The side ``track`` has after one more detector frame that says ``vote``."""
         if vote is None or vote == track.side:
             return track.side
@@ -294,7 +155,7 @@ class HandTracker:
             matches = {}
         planned = []
         for index, est in enumerate(estimates):
-            vote = _vote(est, from_detector)
+            vote = side_vote(est, from_detector)
             if index in matches:
                 planned.append(self._side_after_vote(self._tracks[matches[index]], vote))
             else:
@@ -336,7 +197,7 @@ class HandTracker:
 
         matches = plan.matches
         matched_tracks = set(matches.values())
-        survivors: list[_Track] = []
+        survivors: list[Track] = []
         for index, track in enumerate(self._tracks):
             if index in matched_tracks:
                 survivors.append(track)
@@ -354,7 +215,7 @@ class HandTracker:
 
         results: list[HandEstimate] = []
         for est_index, estimate in enumerate(estimates):
-            vote = _vote(estimate, from_detector)
+            vote = side_vote(estimate, from_detector)
             if est_index in matches:
                 track = self._tracks[matches[est_index]]
                 self._update_track(track, estimate, stamp, vote)
@@ -369,9 +230,9 @@ class HandTracker:
         self._tracks = survivors
         return results
 
-    def _new_track(self, estimate: HandEstimate, stamp: float, vote: Side | None) -> _Track:
+    def _new_track(self, estimate: HandEstimate, stamp: float, vote: Side | None) -> Track:
         kp = np.asarray(estimate.keypoints_2d, dtype=np.float64)
-        return _Track(
+        return Track(
             wrist=np.asarray(estimate.wrist_position, dtype=np.float64).copy(),
             center_2d=kp.mean(axis=0),
             box=np.asarray(estimate.box, dtype=np.float64).copy(),
@@ -381,7 +242,7 @@ class HandTracker:
             estimate=estimate,
         )
 
-    def _update_track(self, track: _Track, estimate: HandEstimate, stamp: float, vote: Side | None) -> None:
+    def _update_track(self, track: Track, estimate: HandEstimate, stamp: float, vote: Side | None) -> None:
         cfg = self.config
         wrist = np.asarray(estimate.wrist_position, dtype=np.float64)
         center = np.asarray(estimate.keypoints_2d, dtype=np.float64).mean(axis=0)
@@ -407,11 +268,11 @@ class HandTracker:
             track.side_disagreements = 0 if vote == track.side else track.side_disagreements + 1
 
     # ---------------------------------------------------------------- detector skipping
-    def _confident(self, track: _Track) -> bool:
+    def _confident(self, track: Track) -> bool:
         return track.confirmed and track.missed == 0 and track.score >= self.config.min_track_score
 
     @staticmethod
-    def _spread(track: _Track) -> float:
+    def _spread(track: Track) -> float:
         kp = np.asarray(track.estimate.keypoints_2d, dtype=np.float64)
         return float(np.min(kp.max(axis=0) - kp.min(axis=0)))
 

@@ -28,7 +28,8 @@ from scipy.spatial.transform import Rotation
 
 from wilor_ros.core import camera
 from wilor_ros.core.constants import NUM_HAND_JOINTS
-from wilor_ros.core.filtering import FilterConfig, HandFilter, relative_rotvec, slerp_by_rotvec
+from wilor_ros.core.filtering import FilterConfig, HandFilter
+from wilor_ros.core.one_euro import relative_rotvec, slerp_by_rotvec
 from wilor_ros.core.types import CameraIntrinsics, Side
 from wilor_ros.offline import smoothing
 from wilor_ros.offline.store import FrameTable, HandStore, hand_from_row

@@ -21,8 +21,7 @@ from wilor_ros.core.constants import (
     NUM_VERTICES,
     OPENPOSE_ROTATION_SOURCE,
 )
-from wilor_ros.core.pipeline import global_joint_rotations
-from wilor_ros.core.rotations import rotmat_to_axis_angle_np
+from wilor_ros.core.rotations import global_joint_rotations, rotmat_to_axis_angle_np
 from wilor_ros.core.types import CameraIntrinsics, HandEstimate, Side
 
 # name -> (dtype, shape of one row)

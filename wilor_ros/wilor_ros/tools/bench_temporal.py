@@ -26,7 +26,7 @@ import numpy as np
 from wilor_ros.core.backends.registry import BACKEND_CHOICES
 from wilor_ros.core.pipeline import HandPipeline
 from wilor_ros.core.temporal import TemporalConfig, TemporalHandPipeline
-from wilor_ros.core.tracking import TrackerConfig
+from wilor_ros.core.tracks import TrackerConfig
 from wilor_ros.core.types import CameraIntrinsics, HandDetection, Side
 
 if TYPE_CHECKING:

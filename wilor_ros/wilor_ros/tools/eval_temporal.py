@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from wilor_ros.core.constants import NUM_JOINTS, NUM_VERTICES
-from wilor_ros.core.filtering import FilterConfig, OneEuroFilter
+from wilor_ros.core.filtering import FilterConfig
+from wilor_ros.core.one_euro import OneEuroFilter
 from wilor_ros.tools import metrics
 
 MIN_FRAMES = 8  # fewer frames give no meaningful acceleration or lag
