@@ -17,9 +17,9 @@ import numpy as np
 from scipy.optimize import least_squares
 from scipy.spatial.transform import Rotation
 
-from wilor_ros.core import camera, preprocessing
 from wilor_ros.core.backends.base import ReconstructorBackend, ReconstructorOutput
-from wilor_ros.core.constants import (
+from wilor_ros.core.hand import camera
+from wilor_ros.core.hand.constants import (
     CROP_SIZE,
     FOCAL_LENGTH,
     NUM_BETAS,
@@ -27,7 +27,8 @@ from wilor_ros.core.constants import (
     NUM_JOINTS,
     NUM_VERTICES,
 )
-from wilor_ros.core.render import default_hand_orient, pose_mano
+from wilor_ros.core.image import preprocessing
+from wilor_ros.core.image.render import default_hand_orient, pose_mano
 from wilor_ros.core.types import CameraIntrinsics, HandDetection, HandEstimate, Side
 
 # Fast DDS derives its ports from the domain id; ids above 232 overflow its port range.

@@ -148,7 +148,7 @@ def test_int8_onnxruntime_backend(synthetic_model_dir, tmp_path):
     beside the export on first use and reused after; compare-backends reports its mm error and time."""
     import shutil
 
-    from wilor_ros.core.quantization import RECIPE, int8_path, vit_linear_nodes
+    from wilor_ros.core.backends.quantization import RECIPE, int8_path, vit_linear_nodes
 
     folder = tmp_path / "models"
     shutil.copytree(synthetic_model_dir, folder)

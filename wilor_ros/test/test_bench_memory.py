@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from wilor_ros.core import preprocessing
+from wilor_ros.core.image import preprocessing
 from wilor_ros.core.types import Side
 from wilor_ros.tools import bench_memory
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from wilor_ros.core import camera
-from wilor_ros.core import preprocessing as pp
-from wilor_ros.core.constants import CROP_SIZE, DEFAULT_RESCALE_FACTOR
+from wilor_ros.core.hand import camera
+from wilor_ros.core.hand.constants import CROP_SIZE, DEFAULT_RESCALE_FACTOR
+from wilor_ros.core.image import preprocessing as pp
 from wilor_ros.core.types import CameraIntrinsics
 
 # The official conversion runs in float32; ours in float64 (SPEC §6: ~1e-6 relative, 1e-3 px).

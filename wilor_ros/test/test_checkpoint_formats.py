@@ -22,8 +22,8 @@ import pytest
 import torch
 from helpers import import_blocker_source
 
-from wilor_ros.core.checkpoint import CheckpointError, read_checkpoint
-from wilor_ros.core.model_files import MANO_RIGHT, RECONSTRUCTOR_CKPT, RECONSTRUCTOR_ONNX
+from wilor_ros.core.files.model_files import MANO_RIGHT, RECONSTRUCTOR_CKPT, RECONSTRUCTOR_ONNX
+from wilor_ros.core.models.checkpoint import CheckpointError, read_checkpoint
 from wilor_ros.tools.synthetic_checkpoint import make_synthetic_checkpoint
 from wilor_ros.tools.synthetic_mano import make_synthetic_mano
 from wilor_ros.tools.synthetic_models import synthetic_config
@@ -42,7 +42,7 @@ LOADER = import_blocker_source(BLOCKED) + textwrap.dedent(
     import sys
     from pathlib import Path
 
-    from wilor_ros.core.reconstructor import load_reconstructor
+    from wilor_ros.core.models.reconstructor import load_reconstructor
     from wilor_ros.tools.cli import main
 
     folder = Path(sys.argv[1])
@@ -149,14 +149,14 @@ def test_config_objects_arrive_as_inert_dicts(tmp_path: Path) -> None:
     assert "hyper_parameters" in contents.top_level_keys and "optimizer_states" in contents.top_level_keys
     raw = torch.load(checkpoint, weights_only=False, pickle_module=_restricted())
     cfg = raw["hyper_parameters"]["cfg"]
-    assert type(cfg).__module__ == "wilor_ros.core.checkpoint"  # not yacs: no yacs code ran
+    assert type(cfg).__module__ == "wilor_ros.core.models.checkpoint"  # not yacs: no yacs code ran
     assert cfg["MODEL"]["BACKBONE"]["TYPE"] == "vit"  # two levels down, values kept
     assert cfg.attributes["__deprecated_keys__"] == set()  # the __builtin__.set, read as a set
     assert cfg.attributes["__immutable__"] is True
 
 
 def _restricted():
-    from wilor_ros.core.checkpoint import _restricted_pickle_module
+    from wilor_ros.core.models.checkpoint import _restricted_pickle_module
 
     return _restricted_pickle_module()
 

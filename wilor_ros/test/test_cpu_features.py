@@ -6,8 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from wilor_ros.core import cpu_features
-from wilor_ros.core.cpu_features import bf16_cpu_flags, check_cpu_bf16, cpu_flags, describe_bf16_support
+from wilor_ros.core.backends import cpu_features
+from wilor_ros.core.backends.cpu_features import (
+    bf16_cpu_flags,
+    check_cpu_bf16,
+    cpu_flags,
+    describe_bf16_support,
+)
 
 # The layout of a real /proc/cpuinfo entry (two processors; the flags line is what matters)
 CPUINFO = """processor\t: 0

@@ -26,7 +26,7 @@ from test_training import (
     write_shard,
 )
 
-from wilor_ros.core.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
+from wilor_ros.core.models.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
 from wilor_ros.core.models.wilor import ReconstructorConfig
 from wilor_ros.core.types import Side
 from wilor_ros.tools import cli
@@ -315,7 +315,7 @@ def test_diverging_training_stops_naming_the_step_and_writes_no_checkpoint(data,
 
 
 def test_checkpoints_with_non_finite_tensors_are_never_written_nor_loaded(data, tmp_path):
-    from wilor_ros.core.reconstructor import load_reconstructor
+    from wilor_ros.core.models.reconstructor import load_reconstructor
 
     state = dict(read_checkpoint(data["ckpt"]).state_dict)
     name = next(k for k in state if k.startswith("refine_net.") and state[k].is_floating_point())

@@ -5,7 +5,7 @@ blue ellipses = "right"), exported with our exporter, and our ONNX Runtime detec
 ``YOLO.predict`` (same letterbox, decoding, NMS, scaling): same count and classes, box IoU >= 0.99,
 scores within 1e-3, on square and non-square images. ultralytics is used only here and in the tools.
 
-The letterbox/decoding/NMS code is shared by every detector runtime (core/detector.py composes it with a
+The letterbox/decoding/NMS code is shared by every detector runtime (core/image/detector.py composes it with a
 network runner); the composition tests run it with ONNX Runtime runners of other batch limits and with
 the TensorRT detector's fp16 graph, here on the CPU.
 """
@@ -20,15 +20,15 @@ import cv2
 import numpy as np
 import pytest
 
-from wilor_ros.core.detector import HandDetector, OnnxHandDetector, OnnxRuntimeRunner, YoloHandDetector
-from wilor_ros.core.types import HandDetection, Side
-from wilor_ros.core.yolo import (
+from wilor_ros.core.image.detector import HandDetector, OnnxHandDetector, OnnxRuntimeRunner, YoloHandDetector
+from wilor_ros.core.image.yolo import (
     KeypointHandDetection,
     check_class_names,
     letterbox,
     nms_per_class,
     parse_metadata,
 )
+from wilor_ros.core.types import HandDetection, Side
 
 pytest.importorskip("ultralytics", reason="ultralytics is needed to build and export test detectors")
 

@@ -1,4 +1,4 @@
-"""Device-side crops (core/device_preprocessing.py) against the exact CPU crop, and the pipeline's
+"""Device-side crops (core/image/device_preprocessing.py) against the exact CPU crop, and the pipeline's
 ``device_preprocessing`` option. Run on CPU tensors here (the code is device-agnostic; no GPU).
 
 Measured on the kit's demo photos with demo_boxes.json (47 hands, left and right, 8 blurred) and on
@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 import torch
 
-from wilor_ros.core import preprocessing, warp
-from wilor_ros.core.device_preprocessing import blurred_samples_torch, crop_hands_torch
+from wilor_ros.core.image import preprocessing, warp
+from wilor_ros.core.image.device_preprocessing import blurred_samples_torch, crop_hands_torch
 from wilor_ros.core.pipeline import HandPipeline, ModelPaths, PipelineConfig
 from wilor_ros.core.types import HandDetection, Side
 

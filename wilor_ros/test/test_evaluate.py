@@ -50,7 +50,7 @@ class Oracle(torch.nn.Module):
 
 
 def test_oracle_scores_perfectly_and_model_scores_worse(setup):
-    from wilor_ros.core.reconstructor import load_reconstructor
+    from wilor_ros.core.models.reconstructor import load_reconstructor
 
     records = read_dataset(DatasetEntry(kind="jsonl", path=str(setup["full"])), rescale=2.5)
     oracle = Oracle()

@@ -7,9 +7,14 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from wilor_ros.core.constants import FINGERTIP_JOINTS, FINGERTIP_VERTEX_IDS, NUM_VERTICES
-from wilor_ros.core.filtering import FilterConfig, HandFilter
-from wilor_ros.core.one_euro import OneEuroFilter, OneEuroParams, RotationOneEuroFilter, filter_sequence
+from wilor_ros.core.hand.constants import FINGERTIP_JOINTS, FINGERTIP_VERTEX_IDS, NUM_VERTICES
+from wilor_ros.core.temporal.filtering import FilterConfig, HandFilter
+from wilor_ros.core.temporal.one_euro import (
+    OneEuroFilter,
+    OneEuroParams,
+    RotationOneEuroFilter,
+    filter_sequence,
+)
 from wilor_ros.core.types import CameraIntrinsics, HandEstimate, Side
 from wilor_ros.tools import metrics
 

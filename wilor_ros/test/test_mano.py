@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from wilor_ros.core.constants import FINGERTIP_VERTEX_IDS, MANO_PARENTS, NUM_FACES, NUM_VERTICES
-from wilor_ros.core.mano import SYNTHETIC_MARKER_KEY, ManoModel, load_mano
+from wilor_ros.core.hand.constants import FINGERTIP_VERTEX_IDS, MANO_PARENTS, NUM_FACES, NUM_VERTICES
+from wilor_ros.core.hand.mano import SYNTHETIC_MARKER_KEY, ManoModel, load_mano
 from wilor_ros.tools.synthetic_mano import make_synthetic_mano, synthetic_mano_dict
 
 torch = pytest.importorskip("torch")
@@ -308,7 +308,7 @@ def test_unknown_chumpy_class_is_named(tmp_path: Path) -> None:
 
 def test_graph_safe_skinning_equals_smplx_lbs(synthetic_path: Path) -> None:
     """ManoLayer.skin (Python-int kinematic chain, capturable in a CUDA graph) = smplx's own lbs."""
-    from wilor_ros.core.geometry import axis_angle_to_rotmat
+    from wilor_ros.core.hand.geometry import axis_angle_to_rotmat
     from wilor_ros.core.models.mano_layer import ManoLayer
 
     layer = ManoLayer(load_mano(synthetic_path).smplx_data_struct())

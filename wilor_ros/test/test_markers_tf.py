@@ -15,7 +15,7 @@ from scipy.spatial.transform import Rotation
 from std_msgs.msg import Header
 from visualization_msgs.msg import Marker
 
-from wilor_ros.core.constants import JOINT_NAMES, NUM_FACES, NUM_JOINTS, NUM_VERTICES
+from wilor_ros.core.hand.constants import JOINT_NAMES, NUM_FACES, NUM_JOINTS, NUM_VERTICES
 from wilor_ros.core.types import Side
 from wilor_ros.ros.markers import (
     JOINTS_ID,

@@ -7,7 +7,7 @@ import pytest
 from scipy.spatial import procrustes as scipy_procrustes
 from scipy.spatial.transform import Rotation
 
-from wilor_ros.core.filtering import FilterConfig
+from wilor_ros.core.temporal.filtering import FilterConfig
 from wilor_ros.tools import metrics
 from wilor_ros.tools.eval_temporal import run_on_npz
 

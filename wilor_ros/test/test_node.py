@@ -27,7 +27,7 @@ from tf2_msgs.msg import TFMessage  # noqa: E402
 from visualization_msgs.msg import Marker, MarkerArray  # noqa: E402
 
 from wilor_msgs.msg import HandDetection, HandDetectionArray, HandMeshArray  # noqa: E402
-from wilor_ros.core.model_files import MissingModelFilesError  # noqa: E402
+from wilor_ros.core.files.model_files import MissingModelFilesError  # noqa: E402
 from wilor_ros.core.pipeline import HandPipeline  # noqa: E402
 from wilor_ros.ros.image_conversion import numpy_to_image, rgb_to_compressed  # noqa: E402
 from wilor_ros.ros.node import HandReconstructionNode  # noqa: E402
@@ -304,7 +304,7 @@ def test_parameter_validation_rejects_bad_values(harness):
 def test_live_thresholds_reach_the_detector(context, synthetic_detector_dir):
     """detection_threshold / nms_iou_threshold set at run time reach the detector through its
     reconfigure(), each alone; 1.0, inside the parameter's range, is accepted (it keeps no box)."""
-    from wilor_ros.core.detector import OnnxHandDetector
+    from wilor_ros.core.image.detector import OnnxHandDetector
 
     node = make_node(context, synthetic_detector_dir, use_external_boxes=False)
     try:

@@ -21,10 +21,10 @@ import numpy as np
 import pytest
 from helpers import CropOracleBackend, TruthHand, make_hand
 
-from wilor_ros.core import camera
-from wilor_ros.core.constants import JOINT_NAMES
+from wilor_ros.core.hand import camera
+from wilor_ros.core.hand.constants import JOINT_NAMES
+from wilor_ros.core.image.render import render_meshes
 from wilor_ros.core.pipeline import HandPipeline, ModelPaths, PipelineConfig
-from wilor_ros.core.render import render_meshes
 from wilor_ros.core.types import CameraIntrinsics, HandDetection, Side
 from wilor_ros.offline import bagtypes
 from wilor_ros.offline.runner import ProcessConfig, process
@@ -212,7 +212,7 @@ def truth_at(hand: TruthHand, frame: int) -> TruthHand:
 def rendered(tmp_path_factory, mano_path):
     """A bag of a rendered right hand moving in front of the camera, the oracle that knows its
     crops, and the truth per frame."""
-    from wilor_ros.core.mano import load_mano
+    from wilor_ros.core.hand.mano import load_mano
 
     faces = load_mano(mano_path).faces
     base = make_hand(mano_path, [0.0, 0.0, 0.55], Side.RIGHT, seed=7)

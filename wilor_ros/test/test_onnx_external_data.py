@@ -15,13 +15,13 @@ import onnx
 import pytest
 import torch
 
-from wilor_ros.core import onnx_files
 from wilor_ros.core.backends.base import ReconstructorOutput
 from wilor_ros.core.backends.onnxruntime_backend import OnnxRuntimeBackend
 from wilor_ros.core.backends.tensorrt import build, mixed_precision
 from wilor_ros.core.backends.tensorrt import cache as engine_cache
-from wilor_ros.core.model_files import RECONSTRUCTOR_ONNX, MissingModelFilesError, check_model_files
-from wilor_ros.core.reconstructor import load_reconstructor
+from wilor_ros.core.files import onnx_files
+from wilor_ros.core.files.model_files import RECONSTRUCTOR_ONNX, MissingModelFilesError, check_model_files
+from wilor_ros.core.models.reconstructor import load_reconstructor
 from wilor_ros.tools import export as export_tool
 from wilor_ros.tools.export import export_reconstructor_onnx
 

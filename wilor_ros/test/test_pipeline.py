@@ -9,11 +9,11 @@ import cv2
 import numpy as np
 import pytest
 
-from wilor_ros.core import camera
 from wilor_ros.core.backends.base import ReconstructorOutput, decode_faces
 from wilor_ros.core.backends.onnxruntime_backend import OnnxRuntimeBackend
 from wilor_ros.core.backends.torch_backend import TorchBackend
-from wilor_ros.core.model_files import MissingModelFilesError
+from wilor_ros.core.files.model_files import MissingModelFilesError
+from wilor_ros.core.hand import camera
 from wilor_ros.core.pipeline import HandPipeline, ModelPaths, PipelineConfig
 from wilor_ros.core.types import CameraIntrinsics, HandDetection, Side
 
@@ -186,8 +186,8 @@ def test_onnxruntime_pipeline_matches_pytorch(synthetic_model_dir, torch_pipelin
 
 
 def test_export_round_trip(synthetic_model_dir, tmp_path):
-    from wilor_ros.core.mano import load_mano
-    from wilor_ros.core.reconstructor import load_reconstructor
+    from wilor_ros.core.hand.mano import load_mano
+    from wilor_ros.core.models.reconstructor import load_reconstructor
     from wilor_ros.tools.export import export_reconstructor_onnx
 
     model = load_reconstructor(
@@ -241,7 +241,7 @@ def test_config_rejects_bad_values():
 def test_cli_export_writes_both_onnx_files_and_skips_when_up_to_date(synthetic_model_dir, tmp_path):
     import shutil
 
-    from wilor_ros.core.detector import OnnxHandDetector
+    from wilor_ros.core.image.detector import OnnxHandDetector
     from wilor_ros.tools.cli import main
     from wilor_ros.tools.export_detector import make_synthetic_detector
 

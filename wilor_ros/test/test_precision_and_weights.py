@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from wilor_ros.core import cpu_features
-from wilor_ros.core.checkpoint import write_checkpoint
+from wilor_ros.core.backends import cpu_features
 from wilor_ros.core.models import ReconstructorConfig
-from wilor_ros.core.reconstructor import load_reconstructor
+from wilor_ros.core.models.checkpoint import write_checkpoint
+from wilor_ros.core.models.reconstructor import load_reconstructor
 
 torch.set_num_threads(2)
 

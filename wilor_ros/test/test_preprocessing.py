@@ -13,9 +13,9 @@ import cv2
 import numpy as np
 import pytest
 
-from wilor_ros.core import preprocessing as pp
-from wilor_ros.core import warp
-from wilor_ros.core.constants import CROP_SIZE
+from wilor_ros.core.hand.constants import CROP_SIZE
+from wilor_ros.core.image import preprocessing as pp
+from wilor_ros.core.image import warp
 from wilor_ros.core.types import HandDetection, Side
 
 NUM_GOLDEN_CROPS = 9

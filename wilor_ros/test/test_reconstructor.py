@@ -14,18 +14,18 @@ import numpy as np
 import pytest
 import torch
 
-from wilor_ros.core.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
-from wilor_ros.core.constants import NUM_JOINTS, NUM_VERTICES
-from wilor_ros.core.geometry import (
+from wilor_ros.core.hand.constants import NUM_JOINTS, NUM_VERTICES
+from wilor_ros.core.hand.geometry import (
     axis_angle_to_rotmat,
     axis_angle_to_rotmat_np,
     rot6d_to_rotmat,
     rotmat_to_axis_angle_np,
     rotmat_to_rot6d,
 )
-from wilor_ros.core.mano import load_mano
+from wilor_ros.core.hand.mano import load_mano
 from wilor_ros.core.models import ManoLayer, ReconstructorConfig, WiLoR, placeholder_data_struct
-from wilor_ros.core.reconstructor import load_reconstructor
+from wilor_ros.core.models.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
+from wilor_ros.core.models.reconstructor import load_reconstructor
 from wilor_ros.tools.synthetic_checkpoint import make_synthetic_checkpoint, synthetic_state_dict
 
 torch.set_num_threads(2)

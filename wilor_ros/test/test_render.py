@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from wilor_ros.core.render import (
+from wilor_ros.core.image.render import (
     RenderMesh,
     default_hand_orient,
     pose_mano,

@@ -1,4 +1,4 @@
-"""core.retarget: dex-retargeting's wrist frame and MANO axes, on posed synthetic MANO hands."""
+"""core.hand.retarget: dex-retargeting's wrist frame and MANO axes, on posed synthetic MANO hands."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from wilor_ros.core.constants import JOINT_NAMES
-from wilor_ros.core.retarget import (
+from wilor_ros.core.hand.constants import JOINT_NAMES
+from wilor_ros.core.hand.retarget import (
     OPERATOR2MANO_LEFT,
     OPERATOR2MANO_RIGHT,
     operator2mano,
@@ -37,7 +37,7 @@ def posed_joints(mano_path: Path, curl: float = 0.0, seed: int = 0) -> np.ndarra
     """21 x 3 OpenPose joints (MANO frame, metres) of a right hand with its four fingers flexed
     by ``curl`` radians per joint (flexion = rotation about MANO z, which turns the fingers,
     lying along -x, towards the palm side -y) plus a little random pose noise."""
-    from wilor_ros.core.render import pose_mano
+    from wilor_ros.core.image.render import pose_mano
 
     rng = np.random.default_rng(seed)
     pose = rng.normal(0.0, 0.05, (15, 3))

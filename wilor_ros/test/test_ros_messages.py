@@ -28,7 +28,7 @@ from tf2_msgs.msg import TFMessage  # noqa: E402
 from visualization_msgs.msg import MarkerArray  # noqa: E402
 
 from wilor_msgs.msg import HandMeshArray, MeshTopology  # noqa: E402
-from wilor_ros.core.constants import JOINT_NAMES, NUM_FACES, NUM_VERTICES  # noqa: E402
+from wilor_ros.core.hand.constants import JOINT_NAMES, NUM_FACES, NUM_VERTICES  # noqa: E402
 from wilor_ros.core.types import Side  # noqa: E402
 from wilor_ros.ros.markers import MESH_ID, HandMarkerBuilder  # noqa: E402
 from wilor_ros.ros.messages import (  # noqa: E402

@@ -1,4 +1,4 @@
-"""The shared restricted unpickler (core/safe_pickle.py) on its own, with small allowlists of the test's
+"""The shared restricted unpickler (core/files/safe_pickle.py) on its own, with small allowlists of the test's
 making: refusal by name, Python 2 names mapped before the allowlist, stand-ins that run no code.
 The checkpoint and MANO allowlists are tested through their loaders (test_checkpoint_formats.py,
 test_reconstructor.py, test_mano.py)."""
@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from wilor_ros.core.safe_pickle import Allowlist, RefusedGlobal, RestrictedUnpickler, StandIn
+from wilor_ros.core.files.safe_pickle import Allowlist, RefusedGlobal, RestrictedUnpickler, StandIn
 
 PROTOCOL_2 = 2  # torch.save's default and the MANO file's: writes Python 2 names
 

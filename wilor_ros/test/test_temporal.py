@@ -1,4 +1,4 @@
-"""core.temporal: metric wrist with real intrinsics and aligned depth, stable ids, detector
+"""core.temporal.temporal_pipeline: metric wrist with real intrinsics and aligned depth, stable ids, detector
 skipping and its switches, on projected synthetic MANO hands whose truth is known.
 
 The reconstructor is replaced by an *oracle* that behaves like a perfect network: for each
@@ -18,14 +18,14 @@ import pytest
 from helpers import TruthHand, make_hand, oracle_output, stack_outputs
 
 from wilor_ros.core.backends.base import ReconstructorBackend, ReconstructorOutput
-from wilor_ros.core.filtering import FilterConfig
+from wilor_ros.core.image.render import RenderMesh, rasterize
 from wilor_ros.core.pipeline import HandPipeline, PipelineConfig
-from wilor_ros.core.render import RenderMesh, rasterize
-from wilor_ros.core.temporal import (
+from wilor_ros.core.temporal.filtering import FilterConfig
+from wilor_ros.core.temporal.temporal_pipeline import (
     TemporalConfig,
     TemporalHandPipeline,
 )
-from wilor_ros.core.tracks import TrackerConfig
+from wilor_ros.core.temporal.tracks import TrackerConfig
 from wilor_ros.core.types import BoxSource, CameraIntrinsics, HandDetection, Side
 from wilor_ros.tools import metrics
 
@@ -157,7 +157,7 @@ _FACES: list[np.ndarray] = []
 
 
 def test_depth_corrects_a_wrong_distance(mano_path):
-    from wilor_ros.core.mano import load_mano
+    from wilor_ros.core.hand.mano import load_mano
 
     _FACES[:] = [load_mano(mano_path).faces]
     temporal, backend, _ = make_temporal(TemporalConfig(tracker=TrackerConfig(min_hits=1)))
@@ -232,7 +232,7 @@ def _handedness(vertices: np.ndarray, faces: np.ndarray) -> int:
 
 
 def test_a_side_flip_of_the_detector_never_publishes_a_mirror_wrong_hand(mano_path):
-    from wilor_ros.core.mano import load_mano
+    from wilor_ros.core.hand.mano import load_mano
 
     faces = load_mano(mano_path).faces
     config = TemporalConfig(detector_skipping=False, tracker=TrackerConfig(min_hits=1, side_flip_frames=3))

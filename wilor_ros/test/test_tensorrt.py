@@ -11,11 +11,11 @@ import numpy as np
 import onnx
 import pytest
 
-from wilor_ros.core import onnx_files
 from wilor_ros.core.backends.base import ReconstructorOutput
 from wilor_ros.core.backends.tensorrt import build, mixed_precision, runtime
 from wilor_ros.core.backends.tensorrt import cache as engine_cache
 from wilor_ros.core.backends.tensorrt.backend import TensorRTBackend
+from wilor_ros.core.files import onnx_files
 
 DEVICE = engine_cache.DeviceInfo("NVIDIA GeForce RTX 4090", (8, 9), "10.13.0.35")
 SHA = "ab" * 32
@@ -259,7 +259,7 @@ def test_detector_signature_without_a_session_matches_onnxruntime(synthetic_dete
     them before any engine exists): they must be what ONNX Runtime reads, so both detectors letterbox,
     batch and decode alike."""
     from wilor_ros.core.backends.tensorrt.detector import OnnxSignature
-    from wilor_ros.core.detector import OnnxHandDetector
+    from wilor_ros.core.image.detector import OnnxHandDetector
     from wilor_ros.tools.export_detector import export_detector
 
     path = synthetic_detector_dir / "detector.onnx"
@@ -321,7 +321,7 @@ def test_detector_engine_matches_onnxruntime(synthetic_detector_dir, tmp_path, p
     """The TensorRT detector's network gives ONNX Runtime's raw predictions on the same letterboxed
     input; lists longer than the engine's batch run in chunks."""
     from wilor_ros.core.backends.tensorrt.detector import TensorRTHandDetector
-    from wilor_ros.core.detector import OnnxHandDetector
+    from wilor_ros.core.image.detector import OnnxHandDetector
 
     path = tmp_path / "detector.onnx"
     shutil.copy(synthetic_detector_dir / "detector.onnx", path)

@@ -8,8 +8,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from wilor_ros.core.tracking import HandTracker
-from wilor_ros.core.tracks import TrackerConfig, box_iou, keypoint_box
+from wilor_ros.core.temporal.tracking import HandTracker
+from wilor_ros.core.temporal.tracks import TrackerConfig, box_iou, keypoint_box
 from wilor_ros.core.types import CameraIntrinsics, HandDetection, HandEstimate, Side
 
 FPS = 30.0

@@ -20,10 +20,10 @@ import pytest
 import torch
 
 from wilor_ros.core.config import load_config
-from wilor_ros.core.constants import NUM_JOINTS
-from wilor_ros.core.geometry import axis_angle_to_rotmat_np
+from wilor_ros.core.hand.constants import NUM_JOINTS
+from wilor_ros.core.hand.geometry import axis_angle_to_rotmat_np
+from wilor_ros.core.image.render import default_hand_orient, render_synthetic_hand_image
 from wilor_ros.core.models.wilor import ReconstructorConfig
-from wilor_ros.core.render import default_hand_orient, render_synthetic_hand_image
 from wilor_ros.core.types import Side
 from wilor_ros.tools.synthetic_checkpoint import make_synthetic_checkpoint
 from wilor_ros.tools.synthetic_mano import make_synthetic_mano
@@ -339,7 +339,7 @@ def test_losses_match_definitions(assets, datasets):
 
 # ------------------------------------------------------------------------------ training
 def test_training_lowers_loss_and_checkpoint_loads_and_exports(assets, datasets, tmp_path):
-    from wilor_ros.core.reconstructor import load_reconstructor
+    from wilor_ros.core.models.reconstructor import load_reconstructor
     from wilor_ros.tools.export import export_reconstructor_onnx
 
     cfg = small_config(
@@ -507,7 +507,7 @@ def test_ddp_two_processes_with_torchrun_on_cpu(assets, datasets, tmp_path):
     (bad,) = report["datasets"][1]["bad_samples"]
     assert bad["file"] == str(mixed / "corrupt.png") and bad["reason"] == "corrupt-image"
     assert bad["skipped_draws"] >= 1  # drawn (on either rank) and skipped, gathered to rank 0
-    from wilor_ros.core.reconstructor import load_reconstructor
+    from wilor_ros.core.models.reconstructor import load_reconstructor
 
     trained = load_reconstructor(out / "checkpoints" / "last.ckpt", assets["mano"])
     start = load_reconstructor(assets["ckpt"], assets["mano"])

@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 def __getattr__(name: str) -> object:  # PEP 562 module attribute hook
     """Lazy public API: ``wilor_ros.load_reconstructor`` imports torch only when first used."""
     if name == "load_reconstructor":
-        from wilor_ros.core.reconstructor import load_reconstructor
+        from wilor_ros.core.models.reconstructor import load_reconstructor
 
         return load_reconstructor
     raise AttributeError(f"module 'wilor_ros' has no attribute {name!r}")

@@ -22,12 +22,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from wilor_ros.core import camera, preprocessing
 from wilor_ros.core.backends.base import ReconstructorBackend, ReconstructorOutput
 from wilor_ros.core.backends.registry import BACKEND_CHOICES, PRECISION_CHOICES, backend_entry, backends_where
 from wilor_ros.core.config import Setting, check_settings, setting, settings_of
-from wilor_ros.core.constants import DEFAULT_RESCALE_FACTOR, OPENPOSE_ROTATION_SOURCE
-from wilor_ros.core.model_files import (
+from wilor_ros.core.files.model_files import (
     DETECTOR_ONNX,
     MANO_RIGHT,
     RECONSTRUCTOR_CKPT,
@@ -35,15 +33,18 @@ from wilor_ros.core.model_files import (
     ModelFileInfo,
     check_model_files,
 )
-from wilor_ros.core.rotations import global_joint_rotations, rotmat_to_axis_angle_np
+from wilor_ros.core.hand import camera
+from wilor_ros.core.hand.constants import DEFAULT_RESCALE_FACTOR, OPENPOSE_ROTATION_SOURCE
+from wilor_ros.core.hand.rotations import global_joint_rotations, rotmat_to_axis_angle_np
+from wilor_ros.core.image import preprocessing
 from wilor_ros.core.types import CameraIntrinsics, HandDetection, HandEstimate, Side
 
 if TYPE_CHECKING:
-    from wilor_ros.core.detector import HandDetector
+    from wilor_ros.core.image.detector import HandDetector
 
 LOG = logging.getLogger(__name__)
 
-WEIGHT_LOADING_CHOICES = ("memory", "mmap")  # see core/reconstructor.py WEIGHT_LOADING
+WEIGHT_LOADING_CHOICES = ("memory", "mmap")  # see core/models/reconstructor.py WEIGHT_LOADING
 
 
 @dataclass
@@ -120,7 +121,7 @@ class PipelineConfig:
     )
     device_preprocessing: bool = setting(
         False,
-        doc="upload the frame once and crop/normalise on the device (core/device_preprocessing.py; "
+        doc="upload the frame once and crop/normalise on the device (core/image/device_preprocessing.py; "
         "within about one grey level of the exact CPU crop); pytorch/tensorrt backends",
     )
     weight_loading: str = setting(
@@ -309,7 +310,7 @@ class HandPipeline:
         if self.config.device_preprocessing:
             import torch  # lazy: only this option needs torch here
 
-            from wilor_ros.core.device_preprocessing import crop_hands_torch
+            from wilor_ros.core.image.device_preprocessing import crop_hands_torch
 
             # one upload per frame; crops stay on the device until the backend's outputs come back
             frame = torch.from_numpy(rgb).to(self.config.device)

@@ -33,13 +33,14 @@ from typing import Any
 
 import numpy as np
 
-from wilor_ros.core import camera, preprocessing
 from wilor_ros.core.backends.base import ReconstructorOutput
-from wilor_ros.core.depth import DepthCorrectionConfig, correct_hand_depth
-from wilor_ros.core.filtering import FilterConfig
+from wilor_ros.core.hand import camera
+from wilor_ros.core.image import preprocessing
 from wilor_ros.core.pipeline import HandPipeline
-from wilor_ros.core.tracking import HandTracker
-from wilor_ros.core.tracks import TrackerConfig
+from wilor_ros.core.temporal.depth import DepthCorrectionConfig, correct_hand_depth
+from wilor_ros.core.temporal.filtering import FilterConfig
+from wilor_ros.core.temporal.tracking import HandTracker
+from wilor_ros.core.temporal.tracks import TrackerConfig
 from wilor_ros.core.types import CameraIntrinsics, HandDetection, HandEstimate, Side
 from wilor_ros.offline import sequence
 from wilor_ros.offline.calibration import load_camera_yaml

@@ -13,7 +13,7 @@ and the ``FrameTable`` of the processed frames:
   joints, vertices, cam_t and betas with one linear smoother (their affine relations are kept),
   MANO rotations on the quaternion sphere; then the per-joint frames follow from the smoothed
   MANO rotations (``store.hand_from_row``) and the 2D keypoints are re-projected.
-* ``smooth_causal``: the node's One Euro filter (``core.filtering.HandFilter``) in frame order,
+* ``smooth_causal``: the node's One Euro filter (``core.temporal.filtering.HandFilter``) in frame order,
   for comparison.
 """
 
@@ -26,10 +26,10 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from wilor_ros.core import camera
-from wilor_ros.core.constants import NUM_HAND_JOINTS
-from wilor_ros.core.filtering import FilterConfig, HandFilter
-from wilor_ros.core.one_euro import relative_rotvec, slerp_by_rotvec
+from wilor_ros.core.hand import camera
+from wilor_ros.core.hand.constants import NUM_HAND_JOINTS
+from wilor_ros.core.temporal.filtering import FilterConfig, HandFilter
+from wilor_ros.core.temporal.one_euro import relative_rotvec, slerp_by_rotvec
 from wilor_ros.core.types import CameraIntrinsics, Side
 from wilor_ros.offline import smoothing
 from wilor_ros.offline.store import FrameTable, HandStore, hand_from_row

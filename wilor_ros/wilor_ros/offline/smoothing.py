@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from wilor_ros.core.one_euro import align_hemisphere
+from wilor_ros.core.temporal.one_euro import align_hemisphere
 
 QUAT_DIM = 4
 # Velocity variance of the initial state relative to the measurement noise: "unknown" (diffuse

@@ -14,14 +14,14 @@ from typing import Any
 
 import numpy as np
 
-from wilor_ros.core.constants import (
+from wilor_ros.core.hand.constants import (
     NUM_BETAS,
     NUM_HAND_JOINTS,
     NUM_JOINTS,
     NUM_VERTICES,
     OPENPOSE_ROTATION_SOURCE,
 )
-from wilor_ros.core.rotations import global_joint_rotations, rotmat_to_axis_angle_np
+from wilor_ros.core.hand.rotations import global_joint_rotations, rotmat_to_axis_angle_np
 from wilor_ros.core.types import CameraIntrinsics, HandEstimate, Side
 
 # name -> (dtype, shape of one row)

@@ -255,7 +255,7 @@ class VideoOutput:
     def write(self, rgb: np.ndarray, hands: list[HandEstimate]) -> None:
         import cv2
 
-        from wilor_ros.core.overlay import draw_hands
+        from wilor_ros.core.image.overlay import draw_hands
 
         overlay = draw_hands(rgb, hands, self.faces, label=self.label)
         if self._writer is None:

@@ -18,7 +18,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
 from wilor_msgs.msg import HandDetectionArray
-from wilor_ros.core.external_boxes import check_boxes
+from wilor_ros.core.image.external_boxes import check_boxes
 from wilor_ros.core.types import CameraIntrinsics, HandDetection
 from wilor_ros.ros import image_conversion
 from wilor_ros.ros.diagnostics import FrameStatistics, ThrottledWarnings

@@ -28,7 +28,7 @@ from geometry_msgs.msg import Point
 from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
-from wilor_ros.core.constants import NUM_JOINTS, NUM_VERTICES, OPENPOSE_PARENTS
+from wilor_ros.core.hand.constants import NUM_JOINTS, NUM_VERTICES, OPENPOSE_PARENTS
 from wilor_ros.core.types import HandEstimate, Side
 
 MESH_ID, SKELETON_ID, JOINTS_ID, LABEL_ID = 0, 1, 2, 3

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from wilor_ros.core.constants import NUM_BETAS, NUM_HAND_JOINTS, NUM_JOINTS, NUM_VERTICES
+from wilor_ros.core.hand.constants import NUM_BETAS, NUM_HAND_JOINTS, NUM_JOINTS, NUM_VERTICES
 from wilor_ros.core.types import HandEstimate, Side
 from wilor_ros.ros.message_types import MessageTypes, rclpy_message_types
 

@@ -1,7 +1,7 @@
 """``hand_reconstruction_node``: camera images in; HandMeshArray, TeleopHandArray, TF per
 joint, markers out.
 
-A thin ROS adapter around ``wilor_ros.core.temporal.TemporalHandPipeline`` (the
+A thin ROS adapter around ``wilor_ros.core.temporal.temporal_pipeline.TemporalHandPipeline`` (the
 ``HandPipeline`` plus depth correction, tracking, One Euro filtering and detector skipping, all
 driven by the image stamps; each part can be switched off by a parameter):
 * callbacks never run inference: images go through ``input_sync.StampPairer`` (which waits a
@@ -30,9 +30,9 @@ import rclpy.executors
 from rclpy.node import Node
 
 from wilor_ros.core.config import with_live_fields
-from wilor_ros.core.model_files import MissingModelFilesError
+from wilor_ros.core.files.model_files import MissingModelFilesError
 from wilor_ros.core.pipeline import HandPipeline, PipelineConfig
-from wilor_ros.core.temporal import TemporalHandPipeline
+from wilor_ros.core.temporal.temporal_pipeline import TemporalHandPipeline
 from wilor_ros.ros.diagnostics import FrameStatistics, ThrottledWarnings, diagnostic_array, status_line
 from wilor_ros.ros.input_sync import NS_PER_S, PairedFrame
 from wilor_ros.ros.inputs import NodeInputs, SkipFrame
@@ -124,7 +124,8 @@ class HandReconstructionNode(Node):
                 )
             self.get_logger().warning("image stamps jumped back (bag loop or clock reset): tracking restarts")
         inputs = self.inputs.convert(frame)
-        # depth correction, tracking and filtering happen inside, in that order (core/temporal.py)
+        # depth correction, tracking and filtering happen inside, in that order
+        # (core/temporal/temporal_pipeline.py)
         hands = self.temporal.process(
             inputs.rgb, inputs.stamp / NS_PER_S, inputs.intrinsics, boxes=inputs.boxes, depth_m=inputs.depth_m
         )

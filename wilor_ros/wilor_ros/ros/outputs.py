@@ -80,7 +80,7 @@ class HandOutputs:
             self.markers.publish(self._marker_builder.build(hands, header))
             self.markers_built += 1
         if switches.publish_debug_image and self.debug.get_subscription_count():
-            from wilor_ros.core.overlay import draw_hands
+            from wilor_ros.core.image.overlay import draw_hands
 
             overlay = draw_hands(rgb, hands, self.faces, label=self._label)
             self.debug.publish(image_conversion.numpy_to_image(overlay, "rgb8", header))

@@ -46,7 +46,7 @@ EXPOSED: tuple[tuple[str, str], ...] = (
     ("nms_iou_threshold", "pipeline.nms_iou_threshold"),
     ("max_hands", "pipeline.max_hands"),
     ("rescale_factor", "pipeline.rescale_factor"),
-    # ---- temporal: tracking, filtering, detector skipping (core/temporal.py)
+    # ---- temporal: tracking, filtering, detector skipping (core/temporal/temporal_pipeline.py)
     ("use_tracking", "temporal.tracking"),
     ("use_filter", "temporal.filtering"),
     ("detector_skipping", "temporal.detector_skipping"),

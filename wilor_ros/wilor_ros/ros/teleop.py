@@ -1,6 +1,6 @@
 """HandEstimate -> wilor_msgs/TeleopHand(Array): the retargeting-ready output.
 
-The numbers come from ``core.retarget`` (dex-retargeting's vector-retargeting convention); the
+The numbers come from ``core.hand.retarget`` (dex-retargeting's vector-retargeting convention); the
 field meanings are documented in wilor_msgs/msg/TeleopHand.msg and docs/teleoperation.md.
 """
 
@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from wilor_ros.core.retarget import retarget_hand
+from wilor_ros.core.hand.retarget import retarget_hand
 from wilor_ros.core.types import HandEstimate, Side
 from wilor_ros.ros.message_types import MessageTypes, rclpy_message_types
 from wilor_ros.ros.messages import UINT32_MAX, pose_msg
@@ -23,7 +23,7 @@ def _flat_f32(values: np.ndarray) -> np.ndarray:
 
 def teleop_hand_msg(hand: HandEstimate, header: Any, types: MessageTypes | None = None) -> Any:
     """One TeleopHand (rclpy's, or of ``types``); raises ValueError for a hand whose palm points
-    are degenerate or non-finite (see ``core.retarget.wrist_frame``) or whose id does not fit a
+    are degenerate or non-finite (see ``core.hand.retarget.wrist_frame``) or whose id does not fit a
     uint32."""
     track_id = int(hand.track_id)
     if not 0 <= track_id <= UINT32_MAX:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from wilor_ros.core.constants import JOINT_NAMES, NUM_JOINTS
+from wilor_ros.core.hand.constants import JOINT_NAMES, NUM_JOINTS
 from wilor_ros.core.types import HandEstimate, Side
 from wilor_ros.ros.message_types import MessageTypes, rclpy_message_types
 from wilor_ros.ros.messages import quaternion_xyzw

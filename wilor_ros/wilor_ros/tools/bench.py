@@ -37,10 +37,11 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-from wilor_ros.core import camera, preprocessing
 from wilor_ros.core.backends.base import ReconstructorBackend, ReconstructorOutput
+from wilor_ros.core.backends.cpu_features import describe_bf16_support
 from wilor_ros.core.backends.registry import BACKEND_CHOICES
-from wilor_ros.core.cpu_features import describe_bf16_support
+from wilor_ros.core.hand import camera
+from wilor_ros.core.image import preprocessing
 from wilor_ros.core.pipeline import HandPipeline, ModelPaths, make_backend
 from wilor_ros.core.types import HandDetection, Side
 from wilor_ros.tools.compare_backends import METRES_TO_MM, OFFICIAL_DEMO_BATCH, BackendSpec, concat_outputs
@@ -337,7 +338,7 @@ def deviation(output: ReconstructorOutput, reference: ReconstructorOutput) -> De
 def time_detector(
     detector_path: Path, sizes: tuple[tuple[int, int], ...], cfg: BenchConfig, device: str
 ) -> list[DetectorRow]:
-    from wilor_ros.core.detector import OnnxHandDetector
+    from wilor_ros.core.image.detector import OnnxHandDetector
 
     detector = OnnxHandDetector(detector_path, device=device, threads=cfg.threads)
     rows = []

@@ -88,14 +88,14 @@ def frame_and_hands(width: int, height: int) -> tuple[np.ndarray, list]:
 
 
 def _stage_function(stage: str, model_dir: str) -> Callable[[np.ndarray, list], object]:
-    from wilor_ros.core import preprocessing
+    from wilor_ros.core.image import preprocessing
 
     if stage == "crop":
         return lambda frame, hands: preprocessing.crop_hands(frame, hands)
     if stage == "crop-torch":
         import torch
 
-        from wilor_ros.core.device_preprocessing import crop_hands_torch
+        from wilor_ros.core.image.device_preprocessing import crop_hands_torch
 
         torch.set_num_threads(1)
         return lambda frame, hands: crop_hands_torch(torch.from_numpy(frame), hands)

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from wilor_ros.core.pipeline import HandPipeline
-from wilor_ros.core.temporal import TemporalHandPipeline
+from wilor_ros.core.temporal.temporal_pipeline import TemporalHandPipeline
 from wilor_ros.core.types import HandDetection, Side
 from wilor_ros.offline.runner import ProcessConfig, process
 from wilor_ros.offline.sources import BagSource

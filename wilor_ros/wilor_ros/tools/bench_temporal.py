@@ -1,7 +1,7 @@
 """What detector skipping saves: frames/s and detector calls per frame with and without it.
 
 ``bench_detector_skipping`` renders a synthetic hand moving across the image
-(``core.render.render_synthetic_hand_image``) and runs the same frames through a
+(``core.image.render.render_synthetic_hand_image``) and runs the same frames through a
 ``TemporalHandPipeline`` twice: detector on every frame, and MediaPipe-style skipping (the
 detector every ``redetect_every_n_frames`` frames, tracked boxes in between).
 
@@ -25,12 +25,12 @@ import numpy as np
 
 from wilor_ros.core.backends.registry import BACKEND_CHOICES
 from wilor_ros.core.pipeline import HandPipeline
-from wilor_ros.core.temporal import TemporalConfig, TemporalHandPipeline
-from wilor_ros.core.tracks import TrackerConfig
+from wilor_ros.core.temporal.temporal_pipeline import TemporalConfig, TemporalHandPipeline
+from wilor_ros.core.temporal.tracks import TrackerConfig
 from wilor_ros.core.types import CameraIntrinsics, HandDetection, Side
 
 if TYPE_CHECKING:
-    from wilor_ros.core.detector import HandDetector
+    from wilor_ros.core.image.detector import HandDetector
 
 DEFAULT_FRAMES = 30
 DEFAULT_FPS = 30.0
@@ -54,7 +54,7 @@ def moving_hand_frames(
     intrinsics: CameraIntrinsics | None = None,
 ) -> list[SyntheticFrame]:
     """A right hand rendered at ``HAND_DEPTH_M`` moving right at ``HAND_SPEED_M_S``."""
-    from wilor_ros.core.render import render_synthetic_hand_image
+    from wilor_ros.core.image.render import render_synthetic_hand_image
 
     out = []
     for i in range(frames):

@@ -21,7 +21,7 @@ from wilor_ros.core.backends.tensorrt.build import CachedEngine
 from wilor_ros.core.backends.tensorrt.cache import SIDECAR_SUFFIX, stale_engines
 from wilor_ros.core.backends.tensorrt.detector import detector_engine
 from wilor_ros.core.backends.tensorrt.runtime import query_device_info
-from wilor_ros.core.model_files import DETECTOR_ONNX, RECONSTRUCTOR_ONNX, check_model_files
+from wilor_ros.core.files.model_files import DETECTOR_ONNX, RECONSTRUCTOR_ONNX, check_model_files
 
 LOG = logging.getLogger(__name__)
 

@@ -171,7 +171,7 @@ def cmd_train_detector(args: argparse.Namespace) -> int:
 def cmd_eval_temporal(args: argparse.Namespace) -> int:
     import json
 
-    from wilor_ros.core.filtering import FilterConfig
+    from wilor_ros.core.temporal.filtering import FilterConfig
     from wilor_ros.tools.eval_temporal import eval_temporal, load_npz
     from wilor_ros.tools.record import format_temporal_report, temporal_report_dict
 
@@ -181,7 +181,7 @@ def cmd_eval_temporal(args: argparse.Namespace) -> int:
         sequence = load_npz(source)
     else:
         from wilor_ros.core.pipeline import HandPipeline
-        from wilor_ros.core.temporal import TemporalConfig, TemporalHandPipeline
+        from wilor_ros.core.temporal.temporal_pipeline import TemporalConfig, TemporalHandPipeline
         from wilor_ros.tools.record import record_video
 
         # raw (unfiltered) tracked output; the report applies the filter itself for comparison

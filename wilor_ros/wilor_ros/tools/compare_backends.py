@@ -21,7 +21,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from wilor_ros.core import preprocessing
 from wilor_ros.core.backends.base import ReconstructorBackend, ReconstructorOutput
 from wilor_ros.core.backends.registry import (
     BACKEND_CHOICES,
@@ -31,7 +30,8 @@ from wilor_ros.core.backends.registry import (
     backends_where,
 )
 from wilor_ros.core.config import load_config
-from wilor_ros.core.constants import CROP_SIZE
+from wilor_ros.core.hand.constants import CROP_SIZE
+from wilor_ros.core.image import preprocessing
 from wilor_ros.core.pipeline import PipelineConfig, make_backend
 
 LOG = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ class BackendSpec:
     precision: str
     torch_compile: bool = False
     cuda_graphs: bool = False
-    device_preprocessing: bool = False  # crops made on the device (core/device_preprocessing.py)
+    device_preprocessing: bool = False  # crops made on the device (core/image/device_preprocessing.py)
 
     @classmethod
     def parse(cls, text: str, default_precision: str | None = None) -> BackendSpec:

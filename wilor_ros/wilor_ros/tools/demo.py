@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from wilor_ros.core.overlay import draw_hands
+from wilor_ros.core.image.overlay import draw_hands
 from wilor_ros.core.pipeline import HandPipeline
 from wilor_ros.core.types import HandDetection, HandEstimate, Side
 

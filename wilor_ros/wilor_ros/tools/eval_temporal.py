@@ -1,5 +1,5 @@
 """Temporal evaluation of a recorded hand sequence: jitter, error against ground truth, lag,
-and what the One Euro filter (``core.filtering``) would change.
+and what the One Euro filter (``core.temporal.filtering``) would change.
 
 Recorded sequence file (``.npz``), one hand over T frames:
 
@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from wilor_ros.core.constants import NUM_JOINTS, NUM_VERTICES
-from wilor_ros.core.filtering import FilterConfig
-from wilor_ros.core.one_euro import OneEuroFilter
+from wilor_ros.core.hand.constants import NUM_JOINTS, NUM_VERTICES
+from wilor_ros.core.temporal.filtering import FilterConfig
+from wilor_ros.core.temporal.one_euro import OneEuroFilter
 from wilor_ros.tools import metrics
 
 MIN_FRAMES = 8  # fewer frames give no meaningful acceleration or lag

@@ -27,10 +27,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from wilor_ros.core.constants import CROP_SIZE, NUM_HAND_JOINTS
-from wilor_ros.core.geometry import axis_angle_to_rotmat
-from wilor_ros.core.mano import load_mano
-from wilor_ros.core.warp import invert_affine
+from wilor_ros.core.hand.constants import CROP_SIZE, NUM_HAND_JOINTS
+from wilor_ros.core.hand.geometry import axis_angle_to_rotmat
+from wilor_ros.core.hand.mano import load_mano
+from wilor_ros.core.image.warp import invert_affine
 from wilor_ros.tools.metrics import SampleMetrics, aggregate, evaluate_sample, pck_2d
 from wilor_ros.tools.train.config import EvalConfig
 from wilor_ros.tools.train.datasets import HandRecord, distinguish_labels, read_dataset, try_example
@@ -170,7 +170,7 @@ def evaluate_records(
 
 def evaluate(cfg: EvalConfig) -> list[DatasetMetrics]:
     """Load the checkpoint and evaluate every configured dataset; writes ``cfg.out_json`` if set."""
-    from wilor_ros.core.reconstructor import load_reconstructor
+    from wilor_ros.core.models.reconstructor import load_reconstructor
 
     if not cfg.checkpoint or not cfg.mano_path:
         raise ValueError("eval needs a checkpoint and a MANO file (--checkpoint, --mano)")

@@ -3,7 +3,7 @@
 One dummy input defines the input name and the dynamic axis; the file carries its metadata
 (input size, mean/std, model version, synthetic or real, mesh faces); the export is checked at once
 by running ONNX Runtime against PyTorch on the same crops. Models above 1 GiB of weights (the
-released ViT-H) keep them in one external-data side file, ``wilor.onnx.data`` (core/onnx_files.py).
+released ViT-H) keep them in one external-data side file, ``wilor.onnx.data`` (core/files/onnx_files.py).
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from wilor_ros.core.backends.base import INPUT_NAME, ReconstructorOutput, encode
 from wilor_ros.core.backends.onnxruntime_backend import OnnxRuntimeBackend
 from wilor_ros.core.backends.torch_backend import OutputTuple as OnnxReconstructor
 from wilor_ros.core.backends.torch_backend import TorchBackend
-from wilor_ros.core.constants import CROP_SIZE, IMAGE_MEAN, IMAGE_STD
-from wilor_ros.core.onnx_files import external_data_paths, load_graph, staged_onnx, write_onnx
+from wilor_ros.core.files.onnx_files import external_data_paths, load_graph, staged_onnx, write_onnx
+from wilor_ros.core.hand.constants import CROP_SIZE, IMAGE_MEAN, IMAGE_STD
 
 LOG = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def export_reconstructor_onnx(
 
     model: a reconstructor from ``load_reconstructor`` (any size), on the CPU.
     external_data: None = a side file only when the weights exceed 1 GiB (the released ViT-H model;
-        protobuf cannot hold 2 GiB); True/False force it (see core/onnx_files.py).
+        protobuf cannot hold 2 GiB); True/False force it (see core/files/onnx_files.py).
     Atomic: everything is written and checked in a staging folder beside ``out_path`` and renamed into
     place at the end; on any failure nothing new is left in the folder.
     The caller keeps ``model`` during the ONNX Runtime check; :func:`export_checkpoint_onnx` does not.
@@ -91,7 +91,7 @@ def export_checkpoint_onnx(
     """:func:`export_reconstructor_onnx` of the reconstructor in ``checkpoint`` + ``mano``, which this
     function loads and releases before the ONNX Runtime check, so PyTorch and ONNX Runtime never hold
     the weights at once (2.5 GB each for the released model). model_version: default the file stem."""
-    from wilor_ros.core.reconstructor import load_reconstructor
+    from wilor_ros.core.models.reconstructor import load_reconstructor
 
     return _export(
         lambda: load_reconstructor(checkpoint, mano),

@@ -1,7 +1,7 @@
 """``wilor-ros export-detector``: the ultralytics hand detector (detector.pt) -> ONNX for OnnxHandDetector.
 
 ultralytics is needed here only (it is an optional, export/training-time dependency); the runtime
-(``wilor_ros.core.detector``) never imports it. Also: ``make_synthetic_detector``, a random-weight
+(``wilor_ros.core.image.detector``) never imports it. Also: ``make_synthetic_detector``, a random-weight
 2-class YOLOv8n with the official detector's interface (for tests and demos without the licensed
 weights: it detects nothing), and a re-export of ``train_detector`` (``wilor-ros train-detector``).
 """
@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from wilor_ros.core.detector import OnnxHandDetector
-from wilor_ros.core.model_files import DETECTOR_ONNX, DETECTOR_PT
-from wilor_ros.core.yolo import (
+from wilor_ros.core.files.model_files import DETECTOR_ONNX, DETECTOR_PT
+from wilor_ros.core.image.detector import OnnxHandDetector
+from wilor_ros.core.image.yolo import (
     EXPECTED_NAMES,
     EXPORT_INFO_KEY,
     SUPPORTED_TASKS,

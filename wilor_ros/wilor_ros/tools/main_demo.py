@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from wilor_ros.core.config import load_config
-from wilor_ros.core.model_files import (
+from wilor_ros.core.files.model_files import (
     DETECTOR_PT,
     MANO_RIGHT,
     RECONSTRUCTOR_CKPT,
@@ -39,7 +39,7 @@ def render_sample_images(folder: Path, mano_path: Path, count: int = 3, seed: in
     boxes file for them; returns the boxes file."""
     import cv2
 
-    from wilor_ros.core.render import render_synthetic_hand_image
+    from wilor_ros.core.image.render import render_synthetic_hand_image
 
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)

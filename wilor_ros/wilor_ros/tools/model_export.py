@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from wilor_ros.core.model_files import (
+from wilor_ros.core.files.model_files import (
     DETECTOR_ONNX,
     DETECTOR_PT,
     MANO_RIGHT,
@@ -13,7 +13,7 @@ from wilor_ros.core.model_files import (
     RECONSTRUCTOR_ONNX,
     check_model_files,
 )
-from wilor_ros.core.onnx_files import is_complete
+from wilor_ros.core.files.onnx_files import is_complete
 
 LOG = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from wilor_ros.core.checkpoint import write_checkpoint
-from wilor_ros.core.mano import load_mano
-from wilor_ros.core.mean_params import MEAN_BETAS, MEAN_CAM, MEAN_POSE_6D
+from wilor_ros.core.hand.mano import load_mano
+from wilor_ros.core.hand.mean_params import MEAN_BETAS, MEAN_CAM, MEAN_POSE_6D
+from wilor_ros.core.models.checkpoint import write_checkpoint
 from wilor_ros.core.models.mano_layer import ManoLayer, placeholder_data_struct
 from wilor_ros.core.models.wilor import ReconstructorConfig, WiLoR
 

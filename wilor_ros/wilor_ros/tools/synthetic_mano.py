@@ -4,7 +4,7 @@ The licensed ``MANO_RIGHT.pkl`` cannot ship with wilor_ros, yet tests, demos and
 need a hand model with the real file's layout. :func:`make_synthetic_mano` writes a pickle with the
 same keys, container types, dtypes and shapes as MANO v1.2 (parity kit SPEC.md §5.4: plain numpy
 arrays and a SciPy CSC ``J_regressor``; ``shapedirs`` plain, not chumpy), plus the marker key
-``wilor_ros_synthetic`` so :func:`wilor_ros.core.mano.load_mano` can report that it is synthetic.
+``wilor_ros_synthetic`` so :func:`wilor_ros.core.hand.mano.load_mano` can report that it is synthetic.
 
 Geometry (MANO conventions, metres): a right hand in the rest pose, wrist near x = 0.1, fingers
 pointing to -x, thumb towards +z, palm facing -y, about 0.185 m from wrist to middle fingertip.
@@ -27,7 +27,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.optimize import nnls
 
-from wilor_ros.core.constants import (
+from wilor_ros.core.hand.constants import (
     FINGERTIP_VERTEX_IDS,
     MANO_PARENTS,
     NUM_BETAS,
@@ -35,7 +35,7 @@ from wilor_ros.core.constants import (
     NUM_MANO_JOINTS,
     NUM_VERTICES,
 )
-from wilor_ros.core.mano import KINTREE_ROOT_SENTINEL, NUM_PCA_POSE, NUM_POSE_BASIS, SYNTHETIC_MARKER_KEY
+from wilor_ros.core.hand.mano import KINTREE_ROOT_SENTINEL, NUM_PCA_POSE, NUM_POSE_BASIS, SYNTHETIC_MARKER_KEY
 
 PICKLE_PROTOCOL = 2  # as the kit's synthetic files (the real file is a Python-2 pickle)
 WRIST_RING_VERTICES = 16  # boundary loop at the wrist; fixes F = 2V - 2 - 16 = 1538

@@ -12,14 +12,14 @@ import dataclasses
 import logging
 from pathlib import Path
 
-from wilor_ros.core.model_files import (
+from wilor_ros.core.files.model_files import (
     DETECTOR_ONNX,
     DETECTOR_PT,
     MANO_RIGHT,
     RECONSTRUCTOR_CKPT,
     RECONSTRUCTOR_ONNX,
 )
-from wilor_ros.core.onnx_files import is_complete
+from wilor_ros.core.files.onnx_files import is_complete
 
 LOG = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from wilor_ros.core.constants import CROP_SIZE, NUM_HAND_JOINTS, NUM_JOINTS, NUM_VERTICES
+from wilor_ros.core.hand.constants import CROP_SIZE, NUM_HAND_JOINTS, NUM_JOINTS, NUM_VERTICES
 
 if TYPE_CHECKING:
     import torch
@@ -90,7 +90,7 @@ class ReconstructorBackend(ABC):
     #: F x 3 int64 MANO triangles (right-hand winding) of the mesh the backend outputs
     faces: np.ndarray | None = None
     #: True when ``infer_tensor`` runs crops that are already on the backend's device without a host
-    #: round trip (the pipeline's ``device_preprocessing`` needs it; core/device_preprocessing.py)
+    #: round trip (the pipeline's ``device_preprocessing`` needs it; core/image/device_preprocessing.py)
     supports_device_input: bool = False
     #: seconds spent compiling / capturing / building at construction (0 when nothing was)
     warmup_seconds: float = 0.0

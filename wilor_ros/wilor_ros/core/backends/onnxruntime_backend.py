@@ -17,8 +17,8 @@ from wilor_ros.core.backends.base import (
     check_crops,
 )
 from wilor_ros.core.backends.registry import BACKENDS
-from wilor_ros.core.onnx_files import check_external_data
-from wilor_ros.core.onnx_runtime import open_session, read_metadata
+from wilor_ros.core.files.onnx_files import check_external_data
+from wilor_ros.core.files.onnx_runtime import open_session, read_metadata
 
 # ONNX Runtime's element type names -> numpy dtype names (TensorSpec.dtype)
 ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64"}

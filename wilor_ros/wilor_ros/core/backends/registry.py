@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from wilor_ros.core.model_files import MANO_RIGHT, RECONSTRUCTOR_CKPT, RECONSTRUCTOR_ONNX, ModelFileInfo
+from wilor_ros.core.files.model_files import MANO_RIGHT, RECONSTRUCTOR_CKPT, RECONSTRUCTOR_ONNX, ModelFileInfo
 
 if TYPE_CHECKING:
     from wilor_ros.core.backends.base import ReconstructorBackend
-    from wilor_ros.core.detector import HandDetector
+    from wilor_ros.core.image.detector import HandDetector
     from wilor_ros.core.pipeline import ModelPaths, PipelineConfig
 
 BackendBuilder = Callable[["PipelineConfig", list[Path]], "ReconstructorBackend"]
@@ -29,7 +29,9 @@ class BackendEntry:
     """One reconstructor runtime and everything the rest of the package needs to know about it."""
 
     name: str
-    precisions: tuple[str, ...]  # what it runs (int8: core/quantization.py; fp16/bf16: mixed recipes)
+    precisions: tuple[
+        str, ...
+    ]  # what it runs (int8: core/backends/quantization.py; fp16/bf16: mixed recipes)
     default_precision: str  # for a backend spec that names none (compare-backends, bench)
     model_files: tuple[tuple[str, ModelFileInfo], ...]  # (ModelPaths field, what the file is) it reads
     build: BackendBuilder  # (config, the resolved model_files) -> backend
@@ -65,7 +67,7 @@ def _build_onnxruntime(config: PipelineConfig, files: list[Path]) -> Reconstruct
 
     (onnx_path,) = files
     if config.precision == "int8":
-        from wilor_ros.core.quantization import ensure_int8_onnx
+        from wilor_ros.core.backends.quantization import ensure_int8_onnx
 
         onnx_path = ensure_int8_onnx(onnx_path)
     return OnnxRuntimeBackend(onnx_path, device=config.device)
@@ -83,7 +85,7 @@ def _thresholds(config: PipelineConfig) -> dict[str, float]:
 
 
 def _onnxruntime_detector(config: PipelineConfig, path: Path) -> HandDetector:
-    from wilor_ros.core.detector import OnnxHandDetector
+    from wilor_ros.core.image.detector import OnnxHandDetector
 
     return OnnxHandDetector(path, device=config.device, **_thresholds(config))
 

@@ -3,11 +3,11 @@
 Options, all off by default except what the config asks for (PipelineConfig / TorchOptions):
 * precision fp32 | bf16 | fp16: the mixed recipe of ``WiLoR.set_compute_dtype`` (ViT matrix work in half,
   LayerNorm/softmax/residual/6D/refinement/MANO in float32). bf16 runs on CUDA and on CPUs with bf16
-  matrix instructions (core/cpu_features.py); fp16 on CUDA only.
+  matrix instructions (core/backends/cpu_features.py); fp16 on CUDA only.
 * torch_compile: the network through ``torch.compile`` (inductor), compiled at construction.
 * cuda_graphs: one captured CUDA graph per batch size 1..max_batch, replayed with the crops copied into
   its static input (no per-kernel launch cost); larger batches run without a graph.
-* weight_loading memory | mmap and lock_weights: how the CPU weights are held (core/reconstructor.py).
+* weight_loading memory | mmap and lock_weights: how the CPU weights are held (core/models/reconstructor.py).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import torch
 
 from wilor_ros.core.backends.base import ReconstructorBackend, ReconstructorOutput, check_crops
 from wilor_ros.core.backends.registry import BACKENDS
-from wilor_ros.core.constants import CROP_SIZE
+from wilor_ros.core.hand.constants import CROP_SIZE
 
 LOG = logging.getLogger(__name__)
 
@@ -203,7 +203,7 @@ class TorchBackend(ReconstructorBackend):
     ) -> TorchBackend:
         """Load the checkpoint and build the backend. ``options.precision`` wins over ``precision``
         when ``options`` is given."""
-        from wilor_ros.core.reconstructor import load_reconstructor
+        from wilor_ros.core.models.reconstructor import load_reconstructor
 
         options = options or TorchOptions(precision=precision)
         if options.precision not in PRECISIONS:

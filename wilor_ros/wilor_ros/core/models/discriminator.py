@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from wilor_ros.core.constants import NUM_BETAS, NUM_HAND_JOINTS
+from wilor_ros.core.hand.constants import NUM_BETAS, NUM_HAND_JOINTS
 
 JOINT_CHANNELS = 32  # per-joint 1x1 conv width
 ALL_JOINTS_HIDDEN = 1024

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
-from wilor_ros.core.constants import NUM_MANO_JOINTS
-from wilor_ros.core.geometry import ROT6D_DIM, rot6d_to_rotmat
+from wilor_ros.core.hand.constants import NUM_MANO_JOINTS
+from wilor_ros.core.hand.geometry import ROT6D_DIM, rot6d_to_rotmat
 
 
 def mano_params(rotmats: torch.Tensor, betas: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -2,7 +2,7 @@
 
 SPEC section 5 (official: wilor/models/mano_wrapper.py on top of smplx 0.1.28). The model data come in
 through smplx's ``data_struct`` argument, so smplx never opens a pickle itself (our loader,
-``wilor_ros.core.mano.load_mano``, reads the licensed file without chumpy). Buffer names match the
+``wilor_ros.core.hand.mano.load_mano``, reads the licensed file without chumpy). Buffer names match the
 official state_dict (``mano.*``), including the two WiLoR index buffers and smplx's own
 ``vertex_joint_selector.extra_joints_idxs``.
 """
@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from smplx.lbs import blend_shapes, transform_mat, vertices2joints
 
-from wilor_ros.core.constants import (
+from wilor_ros.core.hand.constants import (
     FINGERTIP_VERTEX_IDS,
     MANO_PARENTS,
     MANO_TO_OPENPOSE,

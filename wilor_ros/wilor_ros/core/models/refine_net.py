@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wilor_ros.core.constants import NUM_BETAS, NUM_MANO_JOINTS
-from wilor_ros.core.geometry import (
+from wilor_ros.core.hand.constants import NUM_BETAS, NUM_MANO_JOINTS
+from wilor_ros.core.hand.geometry import (
     ROT6D_DIM,
     perspective_projection,
     weak_perspective_to_translation,

@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wilor_ros.core.constants import CROP_WIDTH_TRIM, NUM_BETAS, NUM_MANO_JOINTS
-from wilor_ros.core.geometry import ROT6D_DIM
-from wilor_ros.core.mean_params import MEAN_BETAS, MEAN_CAM, MEAN_POSE_6D
+from wilor_ros.core.hand.constants import CROP_WIDTH_TRIM, NUM_BETAS, NUM_MANO_JOINTS
+from wilor_ros.core.hand.geometry import ROT6D_DIM
+from wilor_ros.core.hand.mean_params import MEAN_BETAS, MEAN_CAM, MEAN_POSE_6D
 from wilor_ros.core.models.estimate import ManoEstimate
 
 CAM_DIM = 3  # weak-perspective camera [s, tx, ty]

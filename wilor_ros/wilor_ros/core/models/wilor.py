@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from wilor_ros.core.constants import (
+from wilor_ros.core.hand.constants import (
     CROP_SIZE,
     CROP_WIDTH_TRIM,
     FOCAL_LENGTH,
@@ -28,7 +28,7 @@ from wilor_ros.core.constants import (
     NUM_MANO_JOINTS,
     NUM_VERTICES,
 )
-from wilor_ros.core.geometry import perspective_projection, weak_perspective_to_translation
+from wilor_ros.core.hand.geometry import perspective_projection, weak_perspective_to_translation
 from wilor_ros.core.models.discriminator import Discriminator
 from wilor_ros.core.models.estimate import mano_params
 from wilor_ros.core.models.mano_layer import ManoLayer

@@ -28,9 +28,9 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from wilor_ros.core.constants import CROP_SIZE, FINGERTIP_JOINTS, NUM_JOINTS
-from wilor_ros.core.geometry import axis_angle_to_rotmat_np, rotmat_to_axis_angle_np
-from wilor_ros.core.preprocessing import normalize_patches
+from wilor_ros.core.hand.constants import CROP_SIZE, FINGERTIP_JOINTS, NUM_JOINTS
+from wilor_ros.core.hand.geometry import axis_angle_to_rotmat_np, rotmat_to_axis_angle_np
+from wilor_ros.core.image.preprocessing import normalize_patches
 from wilor_ros.tools.train.config import AugmentConfig
 
 ROT_CLIP_SIGMA = 2.0  # official: rotation = clip(N, -2, 2) * ROT_FACTOR

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from wilor_ros.core.constants import DEFAULT_RESCALE_FACTOR
+from wilor_ros.core.hand.constants import DEFAULT_RESCALE_FACTOR
 
 DATASET_KINDS = ("freihand", "webdataset", "jsonl")
 AMP_MODES = ("off", "fp16", "bf16")

@@ -18,7 +18,7 @@ Formats (details and field units in docs/training.md):
    (global + 45), ``betas`` (10,), ``right`` (1 = right hand), ``has_hand_pose``, ``has_betas`` and
    ``extra_info``; an optional ``<key>.detection.npz`` holds masks (unused here). Left hands are stored in
    their own convention and mirrored at crop time. The pickle is read with the restricted unpickler of
-   core/safe_pickle.py (allowlist: numpy arrays and plain containers). Read with the standard library's
+   core/files/safe_pickle.py (allowlist: numpy arrays and plain containers). Read with the standard library's
    tarfile (the ``webdataset`` package is not needed).
 3. **JSONL index** (our format for a team's own data): one JSON object per line (or a JSON list), see
    :func:`read_jsonl`.
@@ -45,9 +45,9 @@ import cv2
 import numpy as np
 import torch
 
-from wilor_ros.core.constants import NUM_BETAS, NUM_HAND_JOINTS, NUM_JOINTS, NUM_VERTICES
-from wilor_ros.core.preprocessing import crop_geometry
-from wilor_ros.core.safe_pickle import NUMPY_GLOBALS, Allowlist, RestrictedUnpickler, numpy_dtype_class
+from wilor_ros.core.files.safe_pickle import NUMPY_GLOBALS, Allowlist, RestrictedUnpickler, numpy_dtype_class
+from wilor_ros.core.hand.constants import NUM_BETAS, NUM_HAND_JOINTS, NUM_JOINTS, NUM_VERTICES
+from wilor_ros.core.image.preprocessing import crop_geometry
 from wilor_ros.core.types import Side
 from wilor_ros.tools.train.augment import AugmentParams, make_training_example, sample_augment
 from wilor_ros.tools.train.config import AugmentConfig, DatasetEntry

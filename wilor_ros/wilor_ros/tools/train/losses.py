@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from wilor_ros.core.geometry import axis_angle_to_rotmat
+from wilor_ros.core.hand.geometry import axis_angle_to_rotmat
 from wilor_ros.core.models.discriminator import Discriminator
 from wilor_ros.tools.train.config import LossWeights
 

@@ -8,7 +8,7 @@ optimisers step. Data order and augmentation are a pure function of (seed, step,
 
 Checkpoints (``<out_dir>/checkpoints/step_NNNNNNN.ckpt`` and ``last.ckpt``) hold
 ``state_dict`` (the official LightningModule keys, float32: load_reconstructor and export accept them),
-``wilor_ros`` (construction arguments, as core/checkpoint.py writes them), Lightning-style
+``wilor_ros`` (construction arguments, as core/models/checkpoint.py writes them), Lightning-style
 ``global_step`` / ``optimizer_states`` and ``training_state`` (scaler, RNG states, run config).
 
 Distributed: when WORLD_SIZE > 1 (torchrun), the process group is initialised from the environment
@@ -38,9 +38,9 @@ import torch
 import yaml
 from torch import nn
 
-from wilor_ros.core.checkpoint import PROJECT_KEY, STATE_DICT_KEY, atomic_torch_save, project_metadata
 from wilor_ros.core.config import config_to_dict
-from wilor_ros.core.mano import load_mano
+from wilor_ros.core.hand.mano import load_mano
+from wilor_ros.core.models.checkpoint import PROJECT_KEY, STATE_DICT_KEY, atomic_torch_save, project_metadata
 from wilor_ros.core.models.mano_layer import ManoLayer
 from wilor_ros.core.models.wilor import ReconstructorConfig, WiLoR
 from wilor_ros.tools.train.config import TrainConfig
@@ -126,7 +126,7 @@ def setup_distributed(device_setting: str) -> DistInfo:
 def build_model(cfg: TrainConfig, checkpoint: str | None = None) -> WiLoR:
     """The model to train (float32, CPU): from ``checkpoint`` (resume), ``model.init_checkpoint`` or
     from scratch with the configured architecture (mean-parameter init)."""
-    from wilor_ros.core.reconstructor import load_reconstructor
+    from wilor_ros.core.models.reconstructor import load_reconstructor
     from wilor_ros.tools.synthetic_checkpoint import synthetic_state_dict
 
     if not cfg.model.mano_path:

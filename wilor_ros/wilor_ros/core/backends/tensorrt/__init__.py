@@ -9,7 +9,7 @@ Modules, lowest first (none imports TensorRT or torch at import time; both are o
 * ``build``: optimisation profiles, engine builds and the build-or-reuse step through the cache;
 * ``backend``: the reconstructor backend;
 * ``detector``: the hand detector whose network runs as an engine (letterbox, decoding and NMS are
-  core/detector.py's).
+  core/image/detector.py's).
 
 Precision (the documented choice): **strongly typed networks with a mixed-precision ONNX**.
 TensorRT 11 removed weak typing (BuilderFlag.FP16, layer.precision, OBEY_PRECISION_CONSTRAINTS;
@@ -20,7 +20,7 @@ builds the unmodified file with TF32 disabled, so it is a true float32 reference
 
 Device buffers (the documented choice): torch CUDA tensors. The caching allocator owns and frees
 them (no manual cudaFree paths to leak), they share torch's current stream, and crops already on
-the GPU (see core/device_preprocessing.py) are passed in without a host round trip. CUDA errors seen
+the GPU (see core/image/device_preprocessing.py) are passed in without a host round trip. CUDA errors seen
 after a launch are reported with their CUDA error names via cuda-python (``cuda.bindings.runtime``)
 when installed.
 """

@@ -19,7 +19,7 @@ from wilor_ros.core.backends.tensorrt.build import CachedEngine, ensure_engine, 
 from wilor_ros.core.backends.tensorrt.cache import TRT_PRECISIONS, DeviceInfo
 from wilor_ros.core.backends.tensorrt.mixed_precision import RECONSTRUCTOR_FP16_SCOPES
 from wilor_ros.core.backends.tensorrt.runtime import TensorRTEngineRunner, query_device_info
-from wilor_ros.core.constants import CROP_SIZE
+from wilor_ros.core.hand.constants import CROP_SIZE
 
 if TYPE_CHECKING:
     import torch

@@ -24,8 +24,8 @@ from wilor_ros.core.backends.tensorrt.mixed_precision import (
     make_mixed_precision_onnx,
 )
 from wilor_ros.core.backends.tensorrt.runtime import import_tensorrt, trt_logger
-from wilor_ros.core.constants import CROP_SIZE
-from wilor_ros.core.onnx_files import check_external_data, model_sha256, remove_onnx
+from wilor_ros.core.files.onnx_files import check_external_data, model_sha256, remove_onnx
+from wilor_ros.core.hand.constants import CROP_SIZE
 
 LOG = logging.getLogger(__name__)
 

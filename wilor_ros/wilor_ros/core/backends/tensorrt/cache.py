@@ -8,7 +8,7 @@ Layout (next to the ONNX files)::
 
 The key covers everything that makes an engine unusable elsewhere: GPU name, compute capability,
 TensorRT version, precision, max batch, the sha256 of the ONNX file and of its external-data side
-file (``wilor.onnx.data``, see core/onnx_files.py) and our build recipe version. An engine whose
+file (``wilor.onnx.data``, see core/files/onnx_files.py) and our build recipe version. An engine whose
 sidecar is missing, unreadable or disagrees with the wanted key is rebuilt on first use; otherwise it
 is reused. The key and file logic are pure functions of a :class:`DeviceInfo`, so they are tested
 without a GPU (test_tensorrt.py).

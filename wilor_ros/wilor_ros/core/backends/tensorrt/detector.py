@@ -1,4 +1,4 @@
-"""The hand detector with its network as a TensorRT engine (letterbox, decoding, NMS: core/detector.py).
+"""The hand detector with its network as a TensorRT engine (letterbox, decoding, NMS: core/image/detector.py).
 
 The engine is built from ``detector.onnx`` (every node in fp16 but the reductions of
 ``mixed_precision.FP32_OPS`` for ``fp16``) through the same cache as the reconstructor's, so
@@ -16,8 +16,8 @@ from wilor_ros.core.backends.tensorrt.backend import DEFAULT_PRECISION
 from wilor_ros.core.backends.tensorrt.build import CachedEngine, detector_profile, ensure_engine
 from wilor_ros.core.backends.tensorrt.cache import DeviceInfo
 from wilor_ros.core.backends.tensorrt.runtime import TensorRTEngineRunner, query_device_info
-from wilor_ros.core.detector import YoloHandDetector, check_thresholds, detector_file
-from wilor_ros.core.yolo import (
+from wilor_ros.core.image.detector import YoloHandDetector, check_thresholds, detector_file
+from wilor_ros.core.image.yolo import (
     DEFAULT_CONF_THRESHOLD,
     DEFAULT_IOU_THRESHOLD,
     DEFAULT_MAX_DETECTIONS,
@@ -83,7 +83,7 @@ def detector_engine(
 
 
 class TensorRTRunner:
-    """A detector NetworkRunner (core/detector.py) whose network is the cached engine of ``onnx_path``
+    """A detector NetworkRunner (core/image/detector.py) whose network is the cached engine of ``onnx_path``
     (built first when missing or stale, as ``build-engines`` builds it)."""
 
     def __init__(

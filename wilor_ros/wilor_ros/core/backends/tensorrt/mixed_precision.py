@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from wilor_ros.core.onnx_files import external_data_paths, load_graph, write_onnx
+from wilor_ros.core.files.onnx_files import external_data_paths, load_graph, write_onnx
 
 # ONNX node-name scopes (torch.onnx module paths) converted to fp16 in the reconstructor.
 RECONSTRUCTOR_FP16_SCOPES = ("/model/backbone/blocks", "/model/backbone/patch_embed")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from wilor_ros.core.constants import CROP_SIZE, FOCAL_LENGTH
+from wilor_ros.core.hand.constants import CROP_SIZE, FOCAL_LENGTH
 from wilor_ros.core.types import CameraIntrinsics
 
 # Official cam_crop_to_full adds this to b * s to avoid a division by zero.

@@ -1,6 +1,6 @@
 """Hand detectors: the ``HandDetector`` interface, and the YOLO detector built from parts.
 
-``YoloHandDetector`` is composed of the runtime-free pre/post-processing of core/yolo.py (letterbox,
+``YoloHandDetector`` is composed of the runtime-free pre/post-processing of core/image/yolo.py (letterbox,
 decoding, NMS, as ultralytics' predictor does them) and a small ``NetworkRunner`` that only runs the
 network: ``OnnxRuntimeRunner`` here, the TensorRT engine runner in core/backends/tensorrt/detector.py.
 So the ONNX Runtime and TensorRT detectors differ in one part, and the parity tests against
@@ -16,9 +16,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from wilor_ros.core.onnx_runtime import open_session, read_metadata
-from wilor_ros.core.types import HandDetection
-from wilor_ros.core.yolo import (
+from wilor_ros.core.files.onnx_runtime import open_session, read_metadata
+from wilor_ros.core.image.yolo import (
     DEFAULT_CONF_THRESHOLD,
     DEFAULT_IOU_THRESHOLD,
     DEFAULT_MAX_DETECTIONS,
@@ -32,6 +31,7 @@ from wilor_ros.core.yolo import (
     network_layout,
     parse_metadata,
 )
+from wilor_ros.core.types import HandDetection
 
 LOG = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ class NetworkRunner(Protocol):
 
 
 class OnnxRuntimeRunner:
-    """The detector network in an ONNX Runtime session (providers: core/onnx_runtime.py)."""
+    """The detector network in an ONNX Runtime session (providers: core/files/onnx_runtime.py)."""
 
     max_batch: int | None = None
 
@@ -246,7 +246,7 @@ class YoloHandDetector:
         return results
 
     def decode(self, raw: np.ndarray, info: LetterboxInfo, image_hw: tuple[int, int]) -> list[HandDetection]:
-        """raw: C x N predictions of one image -> detections in source pixels (core/yolo.py)."""
+        """raw: C x N predictions of one image -> detections in source pixels (core/image/yolo.py)."""
         return decode_predictions(
             raw, info, image_hw, self.metadata, self.conf_threshold, self.iou_threshold, self.max_detections
         )
@@ -258,7 +258,7 @@ class YoloHandDetector:
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(
                 f"the detector takes H x W x 3 RGB uint8 images, got shape {image.shape} dtype {image.dtype} "
-                "(convert with wilor_ros.core.preprocessing.to_rgb)"
+                "(convert with wilor_ros.core.image.preprocessing.to_rgb)"
             )
         if min(image.shape[:2]) < 1:
             raise ValueError(f"empty image of shape {image.shape}")

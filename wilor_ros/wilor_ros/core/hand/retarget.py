@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from wilor_ros.core.constants import JOINT_NAMES, NUM_JOINTS
+from wilor_ros.core.hand.constants import JOINT_NAMES, NUM_JOINTS
 from wilor_ros.core.types import HandEstimate, Side
 
 WRIST = JOINT_NAMES.index("wrist")

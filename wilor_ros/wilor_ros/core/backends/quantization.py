@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from wilor_ros.core.onnx_files import external_data_paths
+from wilor_ros.core.files.onnx_files import external_data_paths
 
 LOG = logging.getLogger(__name__)
 

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from wilor_ros.core.constants import (
+from wilor_ros.core.hand.constants import (
     BBOX_ASPECT_H,
     BBOX_ASPECT_W,
     BLUR_DOWNSAMPLE_THRESHOLD,
@@ -48,8 +48,7 @@ from wilor_ros.core.constants import (
     RGB_CHANNELS,
     RGBA_CHANNELS,
 )
-from wilor_ros.core.types import HandDetection, Side
-from wilor_ros.core.warp import (
+from wilor_ros.core.image.warp import (
     INTER_BITS,
     INTER_TAB_SIZE,
     aligned_maps,
@@ -62,6 +61,7 @@ from wilor_ros.core.warp import (
     remap_bilinear,
     sample_maps,
 )
+from wilor_ros.core.types import HandDetection, Side
 
 if TYPE_CHECKING:  # torch is optional for the numpy path
     import torch

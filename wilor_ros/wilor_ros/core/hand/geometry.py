@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 # numpy rotation helpers live in a torch-free module (the ONNX/TensorRT runtime needs no torch)
-from wilor_ros.core.rotations import axis_angle_to_rotmat_np, rotmat_to_axis_angle_np  # noqa: F401
+from wilor_ros.core.hand.rotations import axis_angle_to_rotmat_np, rotmat_to_axis_angle_np  # noqa: F401
 
 # F.normalize's default lower bound on the norm; the official code relies on it (SPEC 3.7).
 NORMALIZE_EPS = 1e-12

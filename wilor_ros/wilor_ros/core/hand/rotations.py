@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from wilor_ros.core.constants import MANO_PARENTS
+from wilor_ros.core.hand.constants import MANO_PARENTS
 
 
 def axis_angle_to_rotmat_np(axis_angle: np.ndarray) -> np.ndarray:

@@ -3,7 +3,7 @@
 :func:`crop_hands_torch` takes the frame as an H x W x 3 uint8 tensor that the caller uploaded ONCE
 and returns the B x 3 x 256 x 256 normalised crops on the same device, ready for a backend's
 ``infer_tensor``. The geometry (centre, side, 2 x 3 affine, blur sigma, mirroring of left hands) comes
-from the same functions as the exact CPU path (:mod:`wilor_ros.core.preprocessing`), so the crop
+from the same functions as the exact CPU path (:mod:`wilor_ros.core.image.preprocessing`), so the crop
 *placement* is identical; only the pixel arithmetic differs:
 
 * what is read: as in the CPU crop, only the source rows and columns the crop's bilinear taps touch
@@ -34,8 +34,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from wilor_ros.core.constants import CROP_SIZE, DEFAULT_RESCALE_FACTOR
-from wilor_ros.core.preprocessing import (
+from wilor_ros.core.hand.constants import CROP_SIZE, DEFAULT_RESCALE_FACTOR
+from wilor_ros.core.image.preprocessing import (
     RGB_CHANNELS,
     CropGeometry,
     CropMetadata,
@@ -44,8 +44,7 @@ from wilor_ros.core.preprocessing import (
     crop_geometry,
     normalize_patches_torch,
 )
-from wilor_ros.core.types import HandDetection, Side
-from wilor_ros.core.warp import (
+from wilor_ros.core.image.warp import (
     BLUR_ROW_CHUNK,
     SUBPIXEL_STEPS,
     axis_aligned_positions,
@@ -53,6 +52,7 @@ from wilor_ros.core.warp import (
     gaussian_radius,
     invert_affine,
 )
+from wilor_ros.core.types import HandDetection, Side
 
 # grid_sample with align_corners=True maps -1/+1 to the first/last pixel centre, which needs at
 # least two pixels per axis; smaller sources get black rows/columns appended (they are "outside").

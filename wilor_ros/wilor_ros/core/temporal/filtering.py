@@ -52,7 +52,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from wilor_ros.core.config import setting
-from wilor_ros.core.one_euro import (
+from wilor_ros.core.temporal.one_euro import (
     QUAT_DIM,
     AdaptiveCutoff,
     OneEuroParams,

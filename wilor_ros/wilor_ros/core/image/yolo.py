@@ -4,7 +4,7 @@ The official detector (``pretrained_models/detector.pt``) is an ultralytics YOLO
 0 = left hand and 1 = right hand (SPEC 1; the person's anatomical side). ``wilor-ros export-detector``
 turns it into ONNX; this module reproduces what ``YOLO(...).predict`` does around the network, so boxes,
 classes and scores match ultralytics' own predictions (checked in test_detector.py), whichever runtime
-runs the network (core/detector.py composes them):
+runs the network (core/image/detector.py composes them):
 
 1. letterbox (facts read from ultralytics 8.4 ``data/augment.py::LetterBox`` and
    ``engine/predictor.py::pre_transform``): scale ``r = min(H / h, W / w)`` (up-scaling allowed), resized

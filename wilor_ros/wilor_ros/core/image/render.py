@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from wilor_ros.core.constants import FINGERTIP_VERTEX_IDS, MANO_TO_OPENPOSE, NUM_HAND_JOINTS
+from wilor_ros.core.hand.constants import FINGERTIP_VERTEX_IDS, MANO_TO_OPENPOSE, NUM_HAND_JOINTS
 from wilor_ros.core.types import CameraIntrinsics, Side
 
 NEAR_PLANE = 1e-3  # metres; geometry closer than this (or behind the camera) is clipped
@@ -244,7 +244,7 @@ class SyntheticHandImage:
 def _smplx_mano(model_path: str):  # -> smplx.MANO (imported lazily: torch is heavy)
     import smplx
 
-    from wilor_ros.core.mano import load_mano
+    from wilor_ros.core.hand.mano import load_mano
 
     model = load_mano(model_path)
     layer = smplx.MANO(

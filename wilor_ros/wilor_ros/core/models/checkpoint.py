@@ -5,7 +5,7 @@ Official ``wilor_final.ckpt`` (SPEC 8): a PyTorch Lightning checkpoint; the weig
 most likely, the training yacs ``CfgNode`` under ``hyper_parameters``, which
 ``torch.load(weights_only=True)`` refuses. We never execute a checkpoint's pickle: it is read first with
 ``weights_only=True``; if that refuses the file, it is read again with the restricted unpickler of
-``core/safe_pickle.py`` and the checkpoint allowlist: only allowlisted globals (tensor rebuilders, plain
+``core/files/safe_pickle.py`` and the checkpoint allowlist: only allowlisted globals (tensor rebuilders, plain
 containers, dtypes) are resolved and config classes (yacs ``CfgNode``, Lightning ``AttributeDict``) become
 an inert dict. Everything else is refused.
 
@@ -34,8 +34,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from wilor_ros.core.models.wilor import ReconstructorConfig, WiLoR
-from wilor_ros.core.safe_pickle import (
+from wilor_ros.core.files.safe_pickle import (
     NUMPY_GLOBALS,
     Allowlist,
     GlobalName,
@@ -44,6 +43,7 @@ from wilor_ros.core.safe_pickle import (
     as_pickle_module,
     numpy_dtype_class,
 )
+from wilor_ros.core.models.wilor import ReconstructorConfig, WiLoR
 
 LOG = logging.getLogger(__name__)
 

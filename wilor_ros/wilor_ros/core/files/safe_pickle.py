@@ -1,7 +1,7 @@
 """One restricted unpickler for the pickle files wilor_ros reads but does not trust.
 
-Two kinds of input arrive as pickles: reconstructor checkpoints (``core/checkpoint.py``, through
-``torch.load``) and the MANO hand model (``core/mano.py``). Plain ``pickle.load`` imports and calls
+Two kinds of input arrive as pickles: reconstructor checkpoints (``core/models/checkpoint.py``, through
+``torch.load``) and the MANO hand model (``core/hand/mano.py``). Plain ``pickle.load`` imports and calls
 whatever global a file names, so a tampered file runs code. Both are read with
 :class:`RestrictedUnpickler`, one mechanism with one :class:`Allowlist` per kind of file:
 

@@ -5,7 +5,7 @@ is a chumpy ``reordering.Select`` over a ``ch.Ch`` and whose ``J_regressor`` is 
 pickled under the old module path ``scipy.sparse.csc`` (layout: the parity kit's SPEC.md §5.4).
 Plain ``pickle.load`` would need chumpy installed and would run any code a tampered file names.
 
-:func:`load_mano` reads it with the restricted unpickler of ``core/safe_pickle.py`` and the MANO
+:func:`load_mano` reads it with the restricted unpickler of ``core/files/safe_pickle.py`` and the MANO
 allowlist: only what numpy arrays and dtypes need, plus inert stand-ins for the SciPy sparse and
 chumpy classes that are evaluated to numpy arrays after loading. Every other global is refused
 with a ``ValueError`` that names it, so nothing outside that list is ever imported or called.
@@ -28,8 +28,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from wilor_ros.core.constants import MANO_PARENTS, NUM_BETAS, NUM_FACES, NUM_MANO_JOINTS, NUM_VERTICES
-from wilor_ros.core.safe_pickle import (
+from wilor_ros.core.files.safe_pickle import (
     NUMPY_GLOBALS,
     Allowlist,
     GlobalName,
@@ -39,6 +38,7 @@ from wilor_ros.core.safe_pickle import (
     latin1_encode,
     reconstruct_plain_object,
 )
+from wilor_ros.core.hand.constants import MANO_PARENTS, NUM_BETAS, NUM_FACES, NUM_MANO_JOINTS, NUM_VERTICES
 
 # Key that our own synthetic MANO files carry (see tools/synthetic_mano.py); the real file lacks it.
 SYNTHETIC_MARKER_KEY = "wilor_ros_synthetic"

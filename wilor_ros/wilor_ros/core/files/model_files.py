@@ -84,8 +84,8 @@ def _readable(path: Path) -> bool:
 
 
 def _external_data_files(onnx_path: Path, info: ModelFileInfo) -> list[tuple[Path, ModelFileInfo]]:
-    """The side files an ONNX graph file keeps its weights in (core/onnx_files.py), with their info."""
-    from wilor_ros.core.onnx_files import external_data_paths
+    """The side files an ONNX graph file keeps its weights in (core/files/onnx_files.py), with their info."""
+    from wilor_ros.core.files.onnx_files import external_data_paths
 
     return [
         (

@@ -43,7 +43,7 @@ import math
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from wilor_ros.core.tracks import (
+from wilor_ros.core.temporal.tracks import (
     INFEASIBLE,
     Track,
     TrackerConfig,

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 from scipy.ndimage import gaussian_filter, gaussian_filter1d
 
-from wilor_ros.core.constants import CROP_SIZE, RGB_CHANNELS
+from wilor_ros.core.hand.constants import CROP_SIZE, RGB_CHANNELS
 
 # skimage.filters.gaussian(..., preserve_range=True) == scipy gaussian_filter with these settings.
 GAUSSIAN_TRUNCATE = 4.0

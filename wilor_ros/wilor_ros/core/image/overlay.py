@@ -8,8 +8,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from wilor_ros.core.constants import OPENPOSE_PARENTS
-from wilor_ros.core.render import render_meshes
+from wilor_ros.core.hand.constants import OPENPOSE_PARENTS
+from wilor_ros.core.image.render import render_meshes
 from wilor_ros.core.types import HandEstimate, Side
 
 # RGB colours: right hands blue-ish, left hands orange-ish (mesh, bones)

@@ -12,7 +12,7 @@
    hand's side is decided by its track BEFORE it is cropped (``HandTracker.assign_sides``: the
    side hysteresis), because a left hand is reconstructed from the mirrored crop;
 3. hands with non-finite output are dropped;
-4. depth correction (``core.depth.correct_hand_depth``) with an aligned depth image, when given:
+4. depth correction (``core.temporal.depth.correct_hand_depth``) with an aligned depth image, when given:
    BEFORE tracking and filtering, so the tracker's 3D gate and the filter see the corrected
    metric positions (a correction switching on/off between frames would otherwise look like a
    jump the filter smooths into a slow drift);
@@ -44,11 +44,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from wilor_ros.core.config import setting
-from wilor_ros.core.depth import DepthCorrectionConfig, correct_hand_depth
-from wilor_ros.core.filtering import FilterConfig, HandFilter
 from wilor_ros.core.pipeline import HandPipeline, StageTimings
-from wilor_ros.core.tracking import HandTracker
-from wilor_ros.core.tracks import TrackerConfig, TrackPlan
+from wilor_ros.core.temporal.depth import DepthCorrectionConfig, correct_hand_depth
+from wilor_ros.core.temporal.filtering import FilterConfig, HandFilter
+from wilor_ros.core.temporal.tracking import HandTracker
+from wilor_ros.core.temporal.tracks import TrackerConfig, TrackPlan
 from wilor_ros.core.types import BoxSource, CameraIntrinsics, HandDetection, HandEstimate
 
 

@@ -1,0 +1,3 @@
+"""The hand: MANO model and constants, rotations, camera geometry (crop camera to real intrinsics)
+and the teleoperation wrist frame.
+"""
