@@ -224,7 +224,7 @@ class HandPipeline:
         config: PipelineConfig,
         backend: ReconstructorBackend,
         detector: HandDetector | None = None,
-    ):
+    ) -> None:
         config.validate()
         self.config = config
         self.backend = backend

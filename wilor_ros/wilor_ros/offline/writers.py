@@ -95,7 +95,9 @@ def _qos(depth: int, transient_local: bool) -> Any:
 class BagOutput:
     """A rosbag2 writer for the node's output topics plus copied input topics."""
 
-    def __init__(self, path: Path, storage: str, faces: np.ndarray | None, frame_prefix: str, teleop: bool):
+    def __init__(
+        self, path: Path, storage: str, faces: np.ndarray | None, frame_prefix: str, teleop: bool
+    ) -> None:
         from rosbags.rosbag2 import StoragePlugin, Writer
 
         plugin = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}.get(storage)

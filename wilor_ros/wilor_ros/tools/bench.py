@@ -174,7 +174,7 @@ def synthetic_boxes(width: int, height: int, count: int) -> list[HandDetection]:
 class MemoryMonitor:
     """Peak host RSS (psutil, sampled after every iteration) and peak CUDA memory via torch."""
 
-    def __init__(self, cuda: bool):
+    def __init__(self, cuda: bool) -> None:
         self.process = psutil.Process()
         self.cuda = cuda
         self.peak_rss = 0
@@ -260,7 +260,7 @@ class DemoHands:
     lazily. ``crop_seconds`` accumulates the time spent cropping (for the stage columns).
     """
 
-    def __init__(self, rgb: np.ndarray, boxes: list[HandDetection], rescale: float):
+    def __init__(self, rgb: np.ndarray, boxes: list[HandDetection], rescale: float) -> None:
         self.rgb, self.boxes, self.rescale = rgb, boxes, rescale
         self.crop_seconds = 0.0
 

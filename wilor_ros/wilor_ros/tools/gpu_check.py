@@ -118,7 +118,7 @@ def install_wheels(wheel_dir: Path, target: Path, list_path: Path = WHEEL_LIST) 
 class Check:
     """Collects step results into one JSON document and rewrites it after every step."""
 
-    def __init__(self, out_dir: Path, budget_s: float):
+    def __init__(self, out_dir: Path, budget_s: float) -> None:
         self.out_dir = out_dir
         self.started = time.monotonic()
         self.budget_s = budget_s

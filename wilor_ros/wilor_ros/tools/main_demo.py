@@ -22,6 +22,7 @@ from wilor_ros.core.files.model_files import (
 from wilor_ros.core.pipeline import HandPipeline, PipelineConfig
 
 if TYPE_CHECKING:
+    from wilor_ros.core.types import HandDetection
     from wilor_ros.tools.demo import DemoFrame
 
 LOG = logging.getLogger(__name__)
@@ -121,7 +122,9 @@ def run_main_demo(model_dir: Path, out_dir: Path) -> int:
     return 0
 
 
-def _node_demo(config: PipelineConfig, inputs: list[str], boxes, out_dir: Path) -> None:
+def _node_demo(
+    config: PipelineConfig, inputs: list[str], boxes: dict[str, list[HandDetection]] | None, out_dir: Path
+) -> None:
     """The same images through the ROS 2 node, in-process."""
     try:
         from wilor_ros.tools.node_demo import print_node_rows, run_node_demo

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -67,7 +68,7 @@ def run_node_demo(
     image_pub = probe.create_publisher(Image, "image", qos_profile_sensor_data)
     boxes_pub = probe.create_publisher(HandDetectionArray, "hand_boxes", 10)
 
-    def spin_until(condition, seconds: float) -> bool:
+    def spin_until(condition: Callable[[], object], seconds: float) -> bool:
         end = time.monotonic() + seconds
         while time.monotonic() < end and not condition():
             executor.spin_once(timeout_sec=0.02)

@@ -12,11 +12,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from wilor_ros.core.types import CameraIntrinsics, HandEstimate
 from wilor_ros.tools.eval_temporal import MIN_FRAMES, TemporalSequence
+
+if TYPE_CHECKING:
+    from wilor_ros.core.temporal.temporal_pipeline import TemporalHandPipeline
+    from wilor_ros.tools.eval_temporal import TemporalReport
 
 
 @dataclass
@@ -76,7 +81,7 @@ class HandRecorder:
 
 
 def record_video(
-    temporal,
+    temporal: TemporalHandPipeline,
     video: str | Path,
     max_frames: int | None = None,
     intrinsics: CameraIntrinsics | None = None,
@@ -115,14 +120,14 @@ def record_video(
 
 
 # ------------------------------------------------------------------------ report output
-def temporal_report_dict(report) -> dict:
+def temporal_report_dict(report: TemporalReport) -> dict:
     """A ``tools.eval_temporal.TemporalReport`` as plain JSON-able values."""
     import dataclasses
 
     return dataclasses.asdict(report)
 
 
-def format_temporal_report(report) -> str:
+def format_temporal_report(report: TemporalReport) -> str:
     """A ``TemporalReport`` as a table: raw vs filtered jitter, MPFJE/MPFVE and lag."""
 
     def cell(value: float | None, fmt: str) -> str:

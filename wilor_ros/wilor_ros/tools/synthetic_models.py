@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from wilor_ros.core.files.model_files import (
     DETECTOR_ONNX,
@@ -20,6 +21,9 @@ from wilor_ros.core.files.model_files import (
     RECONSTRUCTOR_ONNX,
 )
 from wilor_ros.core.files.onnx_files import is_complete
+
+if TYPE_CHECKING:
+    from wilor_ros.core.models.wilor import ReconstructorConfig
 
 LOG = logging.getLogger(__name__)
 
@@ -31,7 +35,7 @@ SIZES = {
 }
 
 
-def synthetic_config(size: str):
+def synthetic_config(size: str) -> ReconstructorConfig:
     """The ReconstructorConfig of a named synthetic size."""
     from wilor_ros.core.models.wilor import ReconstructorConfig
 

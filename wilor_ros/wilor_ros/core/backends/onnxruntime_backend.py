@@ -36,7 +36,7 @@ class OnnxRuntimeBackend(ReconstructorBackend):
     name = "onnxruntime"
     supports_device_input = BACKENDS[name].device_input
 
-    def __init__(self, onnx_path: str | Path, device: str = "cpu", threads: int | None = None):
+    def __init__(self, onnx_path: str | Path, device: str = "cpu", threads: int | None = None) -> None:
         path = Path(onnx_path)
         if not path.is_file():
             raise RuntimeError(f"reconstructor ONNX file not found: {path} (make it with `wilor-ros export`)")

@@ -66,7 +66,7 @@ class OutputTuple(torch.nn.Module):
     """The reconstructor with its outputs as a flat tuple, in ReconstructorOutput field order: what
     torch.compile, CUDA graphs and the ONNX export (tools/export.py) trace."""
 
-    def __init__(self, model: torch.nn.Module):
+    def __init__(self, model: torch.nn.Module) -> None:
         super().__init__()
         self.model = model
 
@@ -124,7 +124,7 @@ class CudaGraphs:
     replay, so a later graph may reuse an earlier one's intermediate memory.
     """
 
-    def __init__(self, forward: ForwardFn, device: torch.device, max_batch: int):
+    def __init__(self, forward: ForwardFn, device: torch.device, max_batch: int) -> None:
         if device.type != "cuda":
             raise ValueError(f"cuda_graphs needs a CUDA device, got {device}; set cuda_graphs to false")
         self.forward = forward
@@ -172,7 +172,7 @@ class TorchBackend(ReconstructorBackend):
         device: str = "cpu",
         synthetic: bool = False,
         options: TorchOptions | None = None,
-    ):
+    ) -> None:
         self.model = model.eval()
         self.device = torch.device(device)
         self.synthetic = synthetic

@@ -55,7 +55,7 @@ RECONSTRUCTOR_ONNX = ModelFileInfo(
 class MissingModelFilesError(RuntimeError):
     """Raised with one message naming every missing file, its source and licence."""
 
-    def __init__(self, missing: list[tuple[Path, ModelFileInfo]]):
+    def __init__(self, missing: list[tuple[Path, ModelFileInfo]]) -> None:
         self.missing = missing
         lines = ["missing model file(s):"]
         for path, info in missing:

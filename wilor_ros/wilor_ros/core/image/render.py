@@ -20,6 +20,7 @@ import functools
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -241,7 +242,7 @@ class SyntheticHandImage:
 
 
 @functools.lru_cache(maxsize=4)
-def _smplx_mano(model_path: str):  # -> smplx.MANO (imported lazily: torch is heavy)
+def _smplx_mano(model_path: str) -> Any:  # smplx.MANO (smplx is imported lazily: torch is heavy)
     import smplx
 
     from wilor_ros.core.hand.mano import load_mano

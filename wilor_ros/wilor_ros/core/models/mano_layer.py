@@ -69,7 +69,7 @@ class ManoLayer(smplx.MANOLayer):
     (16 skinned joints + fingertip vertices 744/320/443/554/671, re-ordered by ``joint_map``).
     """
 
-    def __init__(self, data_struct: Any):
+    def __init__(self, data_struct: Any) -> None:
         # smplx prints a warning to stdout for models with only 10 shape components (all MANO files):
         # it is expected here, so keep it out of the user's console.
         with contextlib.redirect_stdout(io.StringIO()):

@@ -47,7 +47,7 @@ class DeConvNet(nn.Module):
     f2 (C/2, h x w)] for an input of B x C x h x w.
     """
 
-    def __init__(self, feat_dim: int, upscale: int):
+    def __init__(self, feat_dim: int, upscale: int) -> None:
         super().__init__()
         if upscale < 2:
             raise ValueError(f"refinement upscale must be >= 2, got {upscale}")
@@ -108,7 +108,7 @@ class RefineNet(nn.Module):
     """Projects the coarse mesh onto each pyramid map, max-pools the sampled features over vertices and
     decodes residuals for the coarse 6D pose, betas and camera (SPEC 4.2-4.4)."""
 
-    def __init__(self, feat_dim: int, upscale: int):
+    def __init__(self, feat_dim: int, upscale: int) -> None:
         super().__init__()
         self.deconv = DeConvNet(feat_dim, upscale)
         num_branches = len(self.deconv.deconv)

@@ -48,7 +48,7 @@ class BackboneOutput:
 class PatchEmbed(nn.Module):
     """Conv patchifier: B x 3 x H x W -> B x (H'W') x C tokens (row-major, row index slowest)."""
 
-    def __init__(self, embed_dim: int, patch_size: int, in_chans: int = 3):
+    def __init__(self, embed_dim: int, patch_size: int, in_chans: int = 3) -> None:
         super().__init__()
         self.proj = nn.Conv2d(
             in_chans, embed_dim, kernel_size=patch_size, stride=patch_size, padding=PATCH_PADDING
@@ -64,7 +64,7 @@ class PatchEmbed(nn.Module):
 class Attention(nn.Module):
     """Multi-head self-attention with one fused qkv projection ([q | k | v], head-major inside each)."""
 
-    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True):
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True) -> None:
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"embed dim {dim} is not divisible by {num_heads} heads")
@@ -96,7 +96,7 @@ class Attention(nn.Module):
 class Mlp(nn.Module):
     """Linear C -> hidden, exact (erf) GELU, Linear hidden -> C."""
 
-    def __init__(self, dim: int, hidden: int):
+    def __init__(self, dim: int, hidden: int) -> None:
         super().__init__()
         self.fc1 = nn.Linear(dim, hidden)
         self.act = nn.GELU()
@@ -109,7 +109,7 @@ class Mlp(nn.Module):
 class Block(nn.Module):
     """Pre-norm transformer block: x + Attn(LN(x)), then x + MLP(LN(x)). Drop-path is a no-op here."""
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, qkv_bias: bool = True):
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, qkv_bias: bool = True) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
         self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias)
@@ -143,7 +143,7 @@ class ViTBackbone(nn.Module):
         patch_size: int,
         grid_size: tuple[int, int],
         qkv_bias: bool = True,
-    ):
+    ) -> None:
         super().__init__()
         self.grid_size = grid_size
         num_patches = grid_size[0] * grid_size[1]

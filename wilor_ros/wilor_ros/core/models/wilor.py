@@ -110,7 +110,7 @@ def _empty_outputs(config: ReconstructorConfig, device: torch.device, dtype: tor
 class WiLoR(nn.Module):
     """The full reconstructor. Build it with a ``ManoLayer`` (from the MANO file or a placeholder)."""
 
-    def __init__(self, config: ReconstructorConfig, mano: ManoLayer):
+    def __init__(self, config: ReconstructorConfig, mano: ManoLayer) -> None:
         super().__init__()
         self.config = config
         # ActNorm-style flag of the official LightningModule; kept only for the checkpoint layout

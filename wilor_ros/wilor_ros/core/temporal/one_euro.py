@@ -123,7 +123,7 @@ class _OneEuroBase:
 
     kind = "filter"  # names the filter in messages
 
-    def __init__(self, params: OneEuroParams, per_item: bool, max_gap_s: float | None):
+    def __init__(self, params: OneEuroParams, per_item: bool, max_gap_s: float | None) -> None:
         self.params = params
         self.max_gap_s = max_gap_s
         self._cutoff = AdaptiveCutoff(params, per_item)
@@ -169,7 +169,7 @@ class OneEuroFilter(_OneEuroBase):
     one cutoff for the whole array (see ``_speed``), keeping rigid/linear relations intact.
     """
 
-    def __init__(self, params: OneEuroParams, per_point: bool = True, max_gap_s: float | None = None):
+    def __init__(self, params: OneEuroParams, per_point: bool = True, max_gap_s: float | None = None) -> None:
         super().__init__(params, per_point, max_gap_s)
 
     def __call__(self, x: np.ndarray | float, stamp: float) -> np.ndarray:
@@ -191,7 +191,9 @@ class RotationOneEuroFilter(_OneEuroBase):
 
     kind = "rotation filter"
 
-    def __init__(self, params: OneEuroParams, per_rotation: bool = True, max_gap_s: float | None = None):
+    def __init__(
+        self, params: OneEuroParams, per_rotation: bool = True, max_gap_s: float | None = None
+    ) -> None:
         super().__init__(params, per_rotation, max_gap_s)
 
     def __call__(self, quats: np.ndarray, stamp: float) -> np.ndarray:

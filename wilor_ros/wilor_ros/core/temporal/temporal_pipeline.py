@@ -40,6 +40,7 @@ import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -50,6 +51,10 @@ from wilor_ros.core.temporal.filtering import FilterConfig, HandFilter
 from wilor_ros.core.temporal.tracking import HandTracker
 from wilor_ros.core.temporal.tracks import TrackerConfig, TrackPlan
 from wilor_ros.core.types import BoxSource, CameraIntrinsics, HandDetection, HandEstimate
+
+if TYPE_CHECKING:
+    from wilor_ros.core.backends.base import ReconstructorBackend
+    from wilor_ros.core.image.detector import HandDetector
 
 
 @dataclass
@@ -119,11 +124,11 @@ class TemporalHandPipeline:
         return self.pipeline.synthetic
 
     @property
-    def backend(self):
+    def backend(self) -> ReconstructorBackend:
         return self.pipeline.backend
 
     @property
-    def detector(self):
+    def detector(self) -> HandDetector | None:
         return self.pipeline.detector
 
     @property

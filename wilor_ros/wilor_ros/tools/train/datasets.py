@@ -599,7 +599,7 @@ class HandDataset(torch.utils.data.Dataset):
 
     An item is an :class:`Example`, or a BadSample when its image turns out unusable."""
 
-    def __init__(self, sources: Sequence[list[HandRecord]], augment: AugmentConfig | None):
+    def __init__(self, sources: Sequence[list[HandRecord]], augment: AugmentConfig | None) -> None:
         self.sources = list(sources)
         self.offsets = np.cumsum([0] + [len(s) for s in self.sources])
         self.augment = augment
@@ -665,7 +665,7 @@ class StepBatchSampler(torch.utils.data.Sampler):
         start_step: int,
         total_steps: int,
         rank: int = 0,
-    ):
+    ) -> None:
         self.sizes = np.asarray(sizes, np.int64)
         probs = np.asarray(weights, np.float64)
         self.probs = probs / probs.sum()
@@ -693,7 +693,7 @@ class MocapPrior:
     """The discriminator's "real" samples: npz with hand_pose (N, 45) axis-angle (flat-hand convention,
     MANO joint order, right hand) and betas (N, 10)."""
 
-    def __init__(self, path: str | os.PathLike[str]):
+    def __init__(self, path: str | os.PathLike[str]) -> None:
         if not Path(path).is_file():
             raise FileNotFoundError(f"mocap prior not found: {path}")
         with np.load(path) as data:

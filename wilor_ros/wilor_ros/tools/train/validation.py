@@ -78,7 +78,7 @@ class BadSample:
 class SampleError(ValueError):
     """Raised by the checks below; the reader turns it into a BadSample naming the sample."""
 
-    def __init__(self, reason: str, detail: str):
+    def __init__(self, reason: str, detail: str) -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason, self.detail = reason, detail
 
@@ -86,7 +86,7 @@ class SampleError(ValueError):
 class BadSampleError(ValueError):
     """``strict`` mode: the first bad sample stops the run."""
 
-    def __init__(self, bad: BadSample):
+    def __init__(self, bad: BadSample) -> None:
         super().__init__(
             f"bad sample {bad.describe()} (strict mode: fix or remove it, run without --strict to skip and "
             "count bad samples, or list them all with `wilor-ros check-data`)"

@@ -70,7 +70,7 @@ class TensorRTBackend(ReconstructorBackend):
         device: str = "cuda",
         metadata: dict[str, str] | None = None,
         precision: str = DEFAULT_PRECISION,
-    ):
+    ) -> None:
         self.runner = TensorRTEngineRunner(Path(engine_path), device)
         self.precision = precision
         names = [t.name for t in self.runner.outputs]
