@@ -79,6 +79,25 @@ def settings_of(cls: type) -> dict[str, Setting]:
     return {f.name: f.metadata[SETTING_KEY] for f in dataclasses.fields(cls) if SETTING_KEY in f.metadata}
 
 
+def check_bounds(
+    obj: Any,
+    names: Sequence[str],
+    minimum: float | None = None,
+    maximum: float | None = None,
+    *,
+    open_minimum: bool = False,
+) -> None:
+    """Raise ValueError naming the first of ``obj``'s fields ``names`` that is not finite or lies
+    outside [minimum, maximum] (``open_minimum``: the minimum itself is refused too)."""
+    for name in names:
+        value = getattr(obj, name)
+        low_ok = minimum is None or (value > minimum if open_minimum else value >= minimum)
+        if not (math.isfinite(value) and low_ok and (maximum is None or value <= maximum)):
+            low = "-inf" if minimum is None else f"{minimum}"
+            bounds = f"{'(' if open_minimum else '['}{low}, {'inf' if maximum is None else maximum}]"
+            raise ValueError(f"{type(obj).__name__}.{name} must lie in {bounds}, got {value}")
+
+
 def with_live_fields(current: T, new: T) -> T:
     """``current`` with the ``live`` fields of ``new`` (the changes a running part accepts)."""
     live = {name: getattr(new, name) for name, spec in settings_of(type(current)).items() if spec.live}
@@ -182,20 +201,15 @@ def _convert(value: Any, annotation: Any, where: str) -> Any:
         if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
             return value.lower() in ("true", "1", "yes")
         raise ValueError(f"{where}: expected true/false, got {value!r}")
-    if annotation is int:
-        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-            raise ValueError(f"{where}: expected an integer, got {value!r}")
+    if annotation in (int, float):
+        what = "an integer" if annotation is int else "a number"
+        fractional = annotation is int and isinstance(value, float) and not value.is_integer()
+        if isinstance(value, bool) or fractional:
+            raise ValueError(f"{where}: expected {what}, got {value!r}")
         try:
-            return int(value)
+            return annotation(value)
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"{where}: expected an integer, got {value!r}") from exc
-    if annotation is float:
-        if isinstance(value, bool):
-            raise ValueError(f"{where}: expected a number, got {value!r}")
-        try:
-            return float(value)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"{where}: expected a number, got {value!r}") from exc
+            raise ValueError(f"{where}: expected {what}, got {value!r}") from exc
     if annotation is str:
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
             raise ValueError(f"{where}: expected a string, got {value!r}")

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
@@ -34,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from wilor_ros.core.backends.base import ReconstructorOutput
+from wilor_ros.core.config import check_bounds
 from wilor_ros.core.hand import camera
 from wilor_ros.core.image import preprocessing
 from wilor_ros.core.pipeline import HandPipeline
@@ -110,15 +110,10 @@ class ProcessConfig:
             raise ValueError(f"smoothing must be one of {SMOOTHING_CHOICES}, got {self.smoothing!r}")
         if self.storage is not None and self.storage not in STORAGE_CHOICES:
             raise ValueError(f"storage must be one of {STORAGE_CHOICES}, got {self.storage!r}")
-        for name in ("batch_frames", "queue_frames", "min_track_frames"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.max_gap < 0:
-            raise ValueError(f"max_gap must be >= 0, got {self.max_gap}")
-        if not (math.isfinite(self.smoothing_cutoff_hz) and self.smoothing_cutoff_hz > 0):
-            raise ValueError(f"smoothing_cutoff_hz must be > 0, got {self.smoothing_cutoff_hz}")
-        if not 0.0 <= self.depth_max_age <= 1.0:
-            raise ValueError(f"depth_max_age must be in [0, 1] s, got {self.depth_max_age}")
+        check_bounds(self, ("batch_frames", "queue_frames", "min_track_frames"), 1)
+        check_bounds(self, ("max_gap",), 0)
+        check_bounds(self, ("smoothing_cutoff_hz",), 0.0, open_minimum=True)
+        check_bounds(self, ("depth_max_age",), 0.0, 1.0)
 
 
 @dataclass

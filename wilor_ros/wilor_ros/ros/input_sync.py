@@ -123,56 +123,58 @@ class StampPairer:
     # ------------------------------------------------------------------ inputs
     def add_image(self, stamp: int, image: Any) -> list[PairedFrame]:
         """An image arrived; returns the frames that are now ready (oldest first)."""
-        now = self.clock()
-        with self._lock:
-            self.counters.images += 1
-            frame = PairedFrame(stamp=stamp, image=image, received=now)
-            waiting = _Waiting(frame, boxes_done=not self.config.boxes, depth_done=not self.config.depth)
-            if self.config.boxes:
-                early = self._early_boxes.pop(stamp, None)
-                if early is not None:
-                    frame.boxes, waiting.boxes_done = early[1], True
-            if self.config.depth:
-                self._try_depth(waiting, final=False)
-            previous = self._waiting.pop(stamp, None)
-            if previous is not None:  # the same stamp twice: the newer message replaces it
-                self.counters.superseded += 1
-            self._waiting[stamp] = waiting
-            self._waiting = OrderedDict(sorted(self._waiting.items()))
-            self.counters.evicted += _drop_oldest(self._waiting, self.config.max_pending)
-            return self._collect(now)
+        return self._update(True, lambda now: self._store_image(stamp, image, now))
 
     def add_boxes(self, stamp: int, boxes: Any) -> list[PairedFrame]:
         """A boxes message arrived (ignored unless boxes are enabled)."""
-        now = self.clock()
-        with self._lock:
-            if not self.config.boxes:
-                return []
-            waiting = self._waiting.get(stamp)
-            if waiting is not None and not waiting.boxes_done:
-                waiting.frame.boxes, waiting.boxes_done = boxes, True
-            else:
-                self._early_boxes[stamp] = (now, boxes)
-                self.counters.boxes_without_image += _drop_oldest(self._early_boxes, self.config.max_pending)
-            return self._collect(now)
+        return self._update(self.config.boxes, lambda now: self._store_boxes(stamp, boxes, now))
 
     def add_depth(self, stamp: int, depth: Any) -> list[PairedFrame]:
         """A depth image arrived (ignored unless depth is enabled)."""
-        now = self.clock()
-        with self._lock:
-            if not self.config.depth:
-                return []
-            self._depth.append((stamp, now, depth))
-            for waiting in self._waiting.values():
-                if not waiting.depth_done:
-                    self._try_depth(waiting, final=False)
-            return self._collect(now)
+        return self._update(self.config.depth, lambda now: self._store_depth(stamp, depth, now))
 
     def expire(self) -> list[PairedFrame]:
         """Apply the timeouts (call it periodically); returns the frames now ready."""
+        return self._update(True, lambda now: None)
+
+    def _update(self, enabled: bool, store: Callable[[float], None]) -> list[PairedFrame]:
+        """Under the lock: store one arrival (when its kind is enabled), then hand on what is ready."""
         now = self.clock()
         with self._lock:
+            if not enabled:
+                return []
+            store(now)
             return self._collect(now)
+
+    def _store_image(self, stamp: int, image: Any, now: float) -> None:
+        self.counters.images += 1
+        frame = PairedFrame(stamp=stamp, image=image, received=now)
+        waiting = _Waiting(frame, boxes_done=not self.config.boxes, depth_done=not self.config.depth)
+        if self.config.boxes:
+            early = self._early_boxes.pop(stamp, None)
+            if early is not None:
+                frame.boxes, waiting.boxes_done = early[1], True
+        if self.config.depth:
+            self._try_depth(waiting, final=False)
+        if self._waiting.pop(stamp, None) is not None:  # the same stamp twice: the newer one wins
+            self.counters.superseded += 1
+        self._waiting[stamp] = waiting
+        self._waiting = OrderedDict(sorted(self._waiting.items()))
+        self.counters.evicted += _drop_oldest(self._waiting, self.config.max_pending)
+
+    def _store_boxes(self, stamp: int, boxes: Any, now: float) -> None:
+        waiting = self._waiting.get(stamp)
+        if waiting is not None and not waiting.boxes_done:
+            waiting.frame.boxes, waiting.boxes_done = boxes, True
+        else:
+            self._early_boxes[stamp] = (now, boxes)
+            self.counters.boxes_without_image += _drop_oldest(self._early_boxes, self.config.max_pending)
+
+    def _store_depth(self, stamp: int, depth: Any, now: float) -> None:
+        self._depth.append((stamp, now, depth))
+        for waiting in self._waiting.values():
+            if not waiting.depth_done:
+                self._try_depth(waiting, final=False)
 
     def reconfigure(self, config: PairingConfig) -> None:
         """New timeouts and age limits (what is paired, boxes and depth, cannot change)."""

@@ -4,12 +4,11 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from wilor_ros.core.config import setting
+from wilor_ros.core.config import check_bounds, check_settings, setting
 from wilor_ros.core.types import HandEstimate, Side
 
 INFEASIBLE = 1e6  # cost of a gated-out pair; any real cost is a few units at most
@@ -66,23 +65,12 @@ class TrackerConfig:
     )
 
     def __post_init__(self) -> None:
-        for name in ("iou_weight", "distance_weight", "side_weight", "min_iou", "box_margin"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"tracker.{name} must be >= 0, got {value}")
-        for name in ("max_wrist_distance_m", "max_prediction_s", "max_missed_s", "min_box_size_px"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value > 0):
-                raise ValueError(f"tracker.{name} must be > 0, got {value}")
-        for name in ("velocity_smoothing", "score_smoothing"):
-            value = getattr(self, name)
-            if not 0 < value <= 1:
-                raise ValueError(f"tracker.{name} must be in (0, 1], got {value}")
-        for name in ("min_hits", "side_flip_frames", "redetect_every_n_frames"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"tracker.{name} must be >= 1, got {getattr(self, name)}")
-        if self.max_missed_frames < 0:
-            raise ValueError(f"tracker.max_missed_frames must be >= 0, got {self.max_missed_frames}")
+        check_settings(self)
+        check_bounds(self, ("iou_weight", "distance_weight", "side_weight", "min_iou", "box_margin"), 0.0)
+        positive = ("max_wrist_distance_m", "max_prediction_s", "max_missed_s", "min_box_size_px")
+        check_bounds(self, positive, 0.0, open_minimum=True)
+        check_bounds(self, ("velocity_smoothing", "score_smoothing"), 0.0, 1.0, open_minimum=True)
+        check_bounds(self, ("side_flip_frames",), 1)
 
 
 @dataclass(frozen=True)
