@@ -12,7 +12,8 @@ from wilor_ros.core.backends.base import INPUT_SPEC, OUTPUT_SPECS, Reconstructor
 from wilor_ros.core.backends.onnxruntime_backend import OnnxRuntimeBackend
 from wilor_ros.core.backends.registry import BACKEND_CHOICES, BACKENDS, PRECISION_CHOICES
 from wilor_ros.core.backends.torch_backend import TorchBackend
-from wilor_ros.core.pipeline import ModelPaths, PipelineConfig, make_backend
+from wilor_ros.core.pipeline import make_backend
+from wilor_ros.core.pipeline_config import ModelPaths, PipelineConfig
 from wilor_ros.tools.compare_backends import compare_outputs, run_compare
 
 PARITY_TOL = 1e-4

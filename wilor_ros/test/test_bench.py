@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from wilor_ros.core.backends import cpu_features
-from wilor_ros.core.backends.cpu_features import bf16_cpu_flags, describe_bf16_support
 from wilor_ros.core.backends.torch_backend import TorchBackend
 from wilor_ros.core.image import preprocessing
-from wilor_ros.core.pipeline import HandPipeline, ModelPaths, PipelineConfig, make_backend
+from wilor_ros.core.models import cpu_features
+from wilor_ros.core.models.cpu_features import bf16_cpu_flags, describe_bf16_support
+from wilor_ros.core.pipeline import HandPipeline, make_backend
+from wilor_ros.core.pipeline_config import ModelPaths, PipelineConfig
 from wilor_ros.core.types import Side
 from wilor_ros.tools.bench import (
     STAGES,

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from wilor_ros.core.backends import cpu_features
-from wilor_ros.core.backends.cpu_features import (
+from wilor_ros.core.models import cpu_features
+from wilor_ros.core.models.cpu_features import (
     bf16_cpu_flags,
     check_cpu_bf16,
     cpu_flags,

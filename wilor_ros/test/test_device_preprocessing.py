@@ -19,7 +19,8 @@ import torch
 
 from wilor_ros.core.image import preprocessing, warp
 from wilor_ros.core.image.device_preprocessing import blurred_samples_torch, crop_hands_torch
-from wilor_ros.core.pipeline import HandPipeline, ModelPaths, PipelineConfig
+from wilor_ros.core.pipeline import HandPipeline
+from wilor_ros.core.pipeline_config import ModelPaths, PipelineConfig
 from wilor_ros.core.types import HandDetection, Side
 
 torch.set_num_threads(2)

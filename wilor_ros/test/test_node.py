@@ -813,7 +813,7 @@ def test_parameters_are_the_configuration_fields():
     """Every parameter comes from a NodeConfig field: same default, range and live flag; the shipped
     YAML files load into the dataclasses' defaults."""
     from wilor_ros.core.config import field_info, load_config
-    from wilor_ros.core.pipeline import PipelineConfig
+    from wilor_ros.core.pipeline_config import PipelineConfig
     from wilor_ros.ros.node_config import NodeConfig
     from wilor_ros.ros.node_parameters import NodeParameters
 

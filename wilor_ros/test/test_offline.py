@@ -24,7 +24,8 @@ from helpers import CropOracleBackend, TruthHand, make_hand
 from wilor_ros.core.hand import camera
 from wilor_ros.core.hand.constants import JOINT_NAMES
 from wilor_ros.core.image.render import render_meshes
-from wilor_ros.core.pipeline import HandPipeline, ModelPaths, PipelineConfig
+from wilor_ros.core.pipeline import HandPipeline
+from wilor_ros.core.pipeline_config import ModelPaths, PipelineConfig
 from wilor_ros.core.types import CameraIntrinsics, HandDetection, Side
 from wilor_ros.offline import bagtypes
 from wilor_ros.offline.runner import ProcessConfig, process
@@ -518,7 +519,8 @@ class Blocker:  # a dataset machine: no ROS, no torch
 
 sys.meta_path.insert(0, Blocker())
 from pathlib import Path
-from wilor_ros.core.pipeline import HandPipeline, ModelPaths, PipelineConfig
+from wilor_ros.core.pipeline import HandPipeline
+from wilor_ros.core.pipeline_config import ModelPaths, PipelineConfig
 from wilor_ros.offline.runner import ProcessConfig, process
 
 config = PipelineConfig(models=ModelPaths(model_dir=sys.argv[1]), backend="onnxruntime", use_detector=False)

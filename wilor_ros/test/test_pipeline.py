@@ -14,7 +14,8 @@ from wilor_ros.core.backends.onnxruntime_backend import OnnxRuntimeBackend
 from wilor_ros.core.backends.torch_backend import TorchBackend
 from wilor_ros.core.files.model_files import MissingModelFilesError
 from wilor_ros.core.hand import camera
-from wilor_ros.core.pipeline import HandPipeline, ModelPaths, PipelineConfig
+from wilor_ros.core.pipeline import HandPipeline
+from wilor_ros.core.pipeline_config import ModelPaths, PipelineConfig
 from wilor_ros.core.types import CameraIntrinsics, HandDetection, Side
 
 

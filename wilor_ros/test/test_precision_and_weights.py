@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from wilor_ros.core.backends import cpu_features
-from wilor_ros.core.models import ReconstructorConfig
+from wilor_ros.core.models import ReconstructorConfig, cpu_features
 from wilor_ros.core.models.checkpoint import write_checkpoint
 from wilor_ros.core.models.reconstructor import load_reconstructor
 

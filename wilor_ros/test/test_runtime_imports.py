@@ -15,7 +15,8 @@ SCRIPT = import_blocker_source(BLOCKED) + textwrap.dedent(
     import sys
 
     import numpy as np
-    from wilor_ros.core.pipeline import HandPipeline, ModelPaths, PipelineConfig
+    from wilor_ros.core.pipeline import HandPipeline
+    from wilor_ros.core.pipeline_config import ModelPaths, PipelineConfig
     from wilor_ros.core.temporal.temporal_pipeline import TemporalHandPipeline
     from wilor_ros.core.types import HandDetection, Side
     import wilor_ros.ros.node  # noqa: F401

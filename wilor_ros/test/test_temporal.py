@@ -19,7 +19,8 @@ from helpers import TruthHand, make_hand, oracle_output, stack_outputs
 
 from wilor_ros.core.backends.base import ReconstructorBackend, ReconstructorOutput
 from wilor_ros.core.image.render import RenderMesh, rasterize
-from wilor_ros.core.pipeline import HandPipeline, PipelineConfig
+from wilor_ros.core.pipeline import HandPipeline
+from wilor_ros.core.pipeline_config import PipelineConfig
 from wilor_ros.core.temporal.filtering import FilterConfig
 from wilor_ros.core.temporal.temporal_pipeline import (
     TemporalConfig,
@@ -375,7 +376,7 @@ def test_detector_skipping_bench_counts_detector_calls(mano_path):
 
 
 def test_skipping_bench_runs_the_real_synthetic_pipeline(synthetic_model_dir):
-    from wilor_ros.core.pipeline import ModelPaths
+    from wilor_ros.core.pipeline_config import ModelPaths
     from wilor_ros.tools.bench_temporal import run_skipping_bench
 
     config = PipelineConfig(models=ModelPaths(model_dir=str(synthetic_model_dir)), backend="onnxruntime")

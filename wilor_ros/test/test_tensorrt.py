@@ -229,7 +229,8 @@ def test_pipeline_names_tensorrt_errors_clearly(synthetic_detector_dir, device):
     """backend tensorrt where it cannot run: the reconstructor, the detector and the whole pipeline each
     say what to install (or which device to use) and that backend onnxruntime runs instead. The detector
     is TensorRT's: ONNX Runtime's would load here without error."""
-    from wilor_ros.core.pipeline import HandPipeline, ModelPaths, PipelineConfig, make_backend, make_detector
+    from wilor_ros.core.pipeline import HandPipeline, make_backend, make_detector
+    from wilor_ros.core.pipeline_config import ModelPaths, PipelineConfig
 
     if GPU_OK and device == "cuda":
         pytest.skip("this machine runs TensorRT")
@@ -347,7 +348,8 @@ def test_pipeline_loads_the_engines_build_engines_builds(synthetic_detector_dir,
     engines the pipeline built up to date (the same cache keys), so a robot built ahead of time
     never builds on its first frame."""
     from wilor_ros.core.backends.tensorrt.detector import TensorRTHandDetector
-    from wilor_ros.core.pipeline import HandPipeline, ModelPaths, PipelineConfig
+    from wilor_ros.core.pipeline import HandPipeline
+    from wilor_ros.core.pipeline_config import ModelPaths, PipelineConfig
     from wilor_ros.tools.build_engines import build_engines
 
     folder = tmp_path / "models"

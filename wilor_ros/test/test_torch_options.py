@@ -13,7 +13,8 @@ import torch
 
 from wilor_ros.core.backends.base import ReconstructorOutput
 from wilor_ros.core.backends.torch_backend import TorchBackend, TorchOptions
-from wilor_ros.core.pipeline import ModelPaths, PipelineConfig, make_backend
+from wilor_ros.core.pipeline import make_backend
+from wilor_ros.core.pipeline_config import ModelPaths, PipelineConfig
 
 torch.set_num_threads(2)
 CUDA = torch.cuda.is_available()

@@ -1,9 +1,10 @@
 """wilor_ros: real-time 3D hand reconstruction (WiLoR) for ROS 2.
 
-Layout:
-  wilor_ros.core   ROS-free: geometry, MANO, models, pre/post-processing, pipeline, backends
-  wilor_ros.ros    the ROS 2 adapter: node, TF, markers, image conversion (imports rclpy)
-  wilor_ros.tools  command line, export, synthetic assets, benchmarks, training, evaluation
+Layout (docs/architecture.md):
+  wilor_ros.core     ROS-free runtime: hand/, image/, models/, backends/, temporal/, files/, pipeline
+  wilor_ros.ros      the ROS 2 adapter: node, parameters, inputs, outputs (imports rclpy)
+  wilor_ros.offline  recordings in, hand trajectories out (no ROS install needed)
+  wilor_ros.tools    command line, export, synthetic assets, benchmarks, training, evaluation
 """
 
 __version__ = "0.1.0"

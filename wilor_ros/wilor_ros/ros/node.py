@@ -31,7 +31,8 @@ from rclpy.node import Node
 
 from wilor_ros.core.config import with_live_fields
 from wilor_ros.core.files.model_files import MissingModelFilesError
-from wilor_ros.core.pipeline import HandPipeline, PipelineConfig
+from wilor_ros.core.pipeline import HandPipeline
+from wilor_ros.core.pipeline_config import PipelineConfig
 from wilor_ros.core.temporal.temporal_pipeline import TemporalHandPipeline
 from wilor_ros.ros.diagnostics import FrameStatistics, ThrottledWarnings, diagnostic_array, status_line
 from wilor_ros.ros.input_sync import NS_PER_S, PairedFrame

@@ -8,7 +8,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from wilor_ros.core.config import setting
-from wilor_ros.core.pipeline import PipelineConfig
+from wilor_ros.core.pipeline_config import PipelineConfig
 from wilor_ros.core.temporal.temporal_pipeline import TemporalConfig
 from wilor_ros.ros.input_sync import PairingConfig
 

@@ -15,7 +15,7 @@ import textwrap
 from pathlib import Path
 
 from wilor_ros.core.config import documented_yaml
-from wilor_ros.core.pipeline import PipelineConfig
+from wilor_ros.core.pipeline_config import PipelineConfig
 from wilor_ros.ros.parameters import PARAMETERS, ParamSpec
 
 PACKAGE_DIR = Path(__file__).resolve().parents[2]

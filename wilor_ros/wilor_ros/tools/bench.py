@@ -38,11 +38,12 @@ import numpy as np
 import psutil
 
 from wilor_ros.core.backends.base import ReconstructorBackend, ReconstructorOutput
-from wilor_ros.core.backends.cpu_features import describe_bf16_support
 from wilor_ros.core.backends.registry import BACKEND_CHOICES
 from wilor_ros.core.hand import camera
 from wilor_ros.core.image import preprocessing
-from wilor_ros.core.pipeline import HandPipeline, ModelPaths, make_backend
+from wilor_ros.core.models.cpu_features import describe_bf16_support
+from wilor_ros.core.pipeline import HandPipeline, make_backend
+from wilor_ros.core.pipeline_config import ModelPaths
 from wilor_ros.core.types import HandDetection, Side
 from wilor_ros.tools.compare_backends import METRES_TO_MM, OFFICIAL_DEMO_BATCH, BackendSpec, concat_outputs
 

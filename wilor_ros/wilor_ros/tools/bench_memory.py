@@ -101,7 +101,8 @@ def _stage_function(stage: str, model_dir: str) -> Callable[[np.ndarray, list], 
         return lambda frame, hands: crop_hands_torch(torch.from_numpy(frame), hands)
     if stage == "pipeline":
         from wilor_ros.core.config import load_config
-        from wilor_ros.core.pipeline import HandPipeline, PipelineConfig
+        from wilor_ros.core.pipeline import HandPipeline
+        from wilor_ros.core.pipeline_config import PipelineConfig
 
         config = load_config(
             PipelineConfig,

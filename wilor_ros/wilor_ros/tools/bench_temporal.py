@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
 
     from wilor_ros.core.config import load_config
-    from wilor_ros.core.pipeline import ModelPaths, PipelineConfig
+    from wilor_ros.core.pipeline_config import ModelPaths, PipelineConfig
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-dir", required=True, help="models (detector.onnx optional, MANO_RIGHT.pkl)")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from wilor_ros.core.backends.registry import BACKEND_CHOICES, BACKENDS, PRECISION_CHOICES
 from wilor_ros.core.config import load_config, parse_override
-from wilor_ros.core.pipeline import PipelineConfig
+from wilor_ros.core.pipeline_config import PipelineConfig
 
 LOG = logging.getLogger("wilor_ros")
 

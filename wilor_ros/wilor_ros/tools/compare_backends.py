@@ -32,7 +32,8 @@ from wilor_ros.core.backends.registry import (
 from wilor_ros.core.config import load_config
 from wilor_ros.core.hand.constants import CROP_SIZE
 from wilor_ros.core.image import preprocessing
-from wilor_ros.core.pipeline import PipelineConfig, make_backend
+from wilor_ros.core.pipeline import make_backend
+from wilor_ros.core.pipeline_config import PipelineConfig
 
 LOG = logging.getLogger(__name__)
 

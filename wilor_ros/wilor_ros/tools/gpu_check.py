@@ -162,7 +162,7 @@ def find_reference(explicit: str | None) -> Path | None:
 def environment(device: str) -> dict[str, Any]:
     import torch
 
-    from wilor_ros.core.backends.cpu_features import describe_bf16_support
+    from wilor_ros.core.models.cpu_features import describe_bf16_support
     from wilor_ros.tools.bench import cpu_model_name, load_average
 
     info: dict[str, Any] = {
@@ -428,7 +428,7 @@ def run(args: argparse.Namespace) -> int:
 def cpu_or_gpu_ways(cuda: bool) -> tuple[str, ...]:
     if cuda:
         return GPU_WAYS
-    from wilor_ros.core.backends.cpu_features import bf16_cpu_flags
+    from wilor_ros.core.models.cpu_features import bf16_cpu_flags
 
     # compile is left out on the CPU (minutes per model here; `wilor-ros bench --backends pytorch+compile`)
     return ("pytorch", "baseline-eager") + (("pytorch:bf16",) if bf16_cpu_flags() else ())

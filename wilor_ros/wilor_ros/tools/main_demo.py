@@ -19,7 +19,8 @@ from wilor_ros.core.files.model_files import (
     MissingModelFilesError,
     check_model_files,
 )
-from wilor_ros.core.pipeline import HandPipeline, PipelineConfig
+from wilor_ros.core.pipeline import HandPipeline
+from wilor_ros.core.pipeline_config import PipelineConfig
 
 if TYPE_CHECKING:
     from wilor_ros.core.types import HandDetection

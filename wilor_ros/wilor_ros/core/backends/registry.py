@@ -18,7 +18,7 @@ from wilor_ros.core.files.model_files import MANO_RIGHT, RECONSTRUCTOR_CKPT, REC
 if TYPE_CHECKING:
     from wilor_ros.core.backends.base import ReconstructorBackend
     from wilor_ros.core.image.detector import HandDetector
-    from wilor_ros.core.pipeline import ModelPaths, PipelineConfig
+    from wilor_ros.core.pipeline_config import ModelPaths, PipelineConfig
 
 BackendBuilder = Callable[["PipelineConfig", list[Path]], "ReconstructorBackend"]
 DetectorBuilder = Callable[["PipelineConfig", Path], "HandDetector"]

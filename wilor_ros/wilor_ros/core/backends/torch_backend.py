@@ -3,7 +3,7 @@
 Options, all off by default except what the config asks for (PipelineConfig / TorchOptions):
 * precision fp32 | bf16 | fp16: the mixed recipe of ``WiLoR.set_compute_dtype`` (ViT matrix work in half,
   LayerNorm/softmax/residual/6D/refinement/MANO in float32). bf16 runs on CUDA and on CPUs with bf16
-  matrix instructions (core/backends/cpu_features.py); fp16 on CUDA only.
+  matrix instructions (core/models/cpu_features.py); fp16 on CUDA only.
 * torch_compile: the network through ``torch.compile`` (inductor), compiled at construction.
 * cuda_graphs: one captured CUDA graph per batch size 1..max_batch, replayed with the crops copied into
   its static input (no per-kernel launch cost); larger batches run without a graph.

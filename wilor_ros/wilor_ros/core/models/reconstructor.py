@@ -10,9 +10,9 @@ import weakref
 
 import torch
 
-from wilor_ros.core.backends.cpu_features import check_cpu_bf16
 from wilor_ros.core.hand.mano import load_mano
 from wilor_ros.core.models.checkpoint import load_into_meta_model, read_checkpoint, refuse_non_finite
+from wilor_ros.core.models.cpu_features import check_cpu_bf16
 from wilor_ros.core.models.mano_layer import ManoLayer
 from wilor_ros.core.models.wilor import HALF_DTYPES, ReconstructorConfig, WiLoR
 
@@ -43,7 +43,7 @@ def load_reconstructor(
             lacks; entries the checkpoint has win, as in the official loader.
         device: "cpu", "cuda", "cuda:1", ...
         dtype: float32; bfloat16 on CUDA or on a CPU with bf16 matrix instructions (AMX / AVX512-BF16,
-            see core/backends/cpu_features.py); float16 on CUDA. In half precision only the ViT's patch
+            see core/models/cpu_features.py); float16 on CUDA. In half precision only the ViT's patch
             embedding and attention/MLP layers run in ``dtype`` (``WiLoR.set_compute_dtype``: LayerNorm,
             softmax, the residual stream, 6D -> matrix, the refinement net and MANO stay float32).
         weight_loading: "memory" (private copies, for the live node) or "mmap" (pages of the checkpoint
