@@ -31,6 +31,7 @@ from wilor_ros.core.backends.torch_backend import OutputTuple as OnnxReconstruct
 from wilor_ros.core.backends.torch_backend import TorchBackend
 from wilor_ros.core.files.onnx_files import external_data_paths, load_graph, staged_onnx, write_onnx
 from wilor_ros.core.hand.constants import CROP_SIZE, IMAGE_MEAN, IMAGE_STD
+from wilor_ros.core.models.wilor import WiLoR
 
 LOG = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ class ExportReport:
 
 
 def export_reconstructor_onnx(
-    model: torch.nn.Module,
+    model: WiLoR,
     out_path: str | Path,
     *,
     synthetic: bool,
@@ -118,7 +119,7 @@ def _export(
     the model's own ``synthetic`` flag)."""
     out_path = Path(out_path)
     model = load().float().cpu().eval()
-    synthetic = bool(getattr(model, "synthetic", False)) if synthetic is None else synthetic
+    synthetic = model.synthetic if synthetic is None else synthetic
     crops = _check_crops()
     # the PyTorch side of the check runs first, so the model can go before ONNX Runtime loads the file
     reference = TorchBackend(model).infer(crops) if check else None
@@ -154,7 +155,7 @@ def _flat_linear(layer: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
 
 
 @contextlib.contextmanager
-def _linears_as_gemm(model: torch.nn.Module) -> Iterator[None]:
+def _linears_as_gemm(model: WiLoR) -> Iterator[None]:
     """During the export, linear layers fed B x N x C tokens compute on (B N) x C instead.
 
     torch's TorchScript exporter writes a linear layer on 2-D input as Gemm(x, W, transB=1), which
@@ -173,7 +174,7 @@ def _linears_as_gemm(model: torch.nn.Module) -> Iterator[None]:
             del layer.forward
 
 
-def _torch_export(model: torch.nn.Module, path: Path, opset: int) -> None:
+def _torch_export(model: WiLoR, path: Path, opset: int) -> None:
     """torch's TorchScript-based exporter (the node names its module scopes give are what
     tensorrt.mixed_precision.RECONSTRUCTOR_FP16_SCOPES select).
 
@@ -197,9 +198,7 @@ def _torch_export(model: torch.nn.Module, path: Path, opset: int) -> None:
         )
 
 
-def _set_metadata(
-    proto: onnx.ModelProto, model: torch.nn.Module, *, synthetic: bool, model_version: str
-) -> None:
+def _set_metadata(proto: onnx.ModelProto, model: WiLoR, *, synthetic: bool, model_version: str) -> None:
     """The file's metadata_props: versions, input size, mean/std, faces (see the module docstring)."""
     config = getattr(model, "config", None)
     info = {
@@ -218,10 +217,8 @@ def _set_metadata(
         "std": ",".join(str(v) for v in IMAGE_STD),
         "input_layout": "B x 3 x 256 x 256 float32, RGB normalised with mean/std on [0,1] values",
     }
-    faces = getattr(getattr(model, "mano", None), "faces", None)
-    if faces is not None:
-        # the mesh topology travels with the file: the ONNX backends have no MANO file
-        metadata["faces"] = encode_faces(np.asarray(faces))
+    # the mesh topology travels with the file: the ONNX backends have no MANO file
+    metadata["faces"] = encode_faces(np.asarray(model.mano.faces))
     del proto.metadata_props[:]
     for key, value in metadata.items():
         entry = proto.metadata_props.add()
@@ -240,9 +237,7 @@ def _max_abs_diff(reference: ReconstructorOutput, other: ReconstructorOutput) ->
     }
 
 
-def compare_onnx_to_torch(
-    model: torch.nn.Module, onnx_path: Path, batch: int = CHECK_BATCH
-) -> dict[str, float]:
+def compare_onnx_to_torch(model: WiLoR, onnx_path: Path, batch: int = CHECK_BATCH) -> dict[str, float]:
     """Max |ONNX Runtime - PyTorch| per output on random crops of a batch size not traced."""
     crops = _check_crops(batch)
     return _max_abs_diff(TorchBackend(model).infer(crops), OnnxRuntimeBackend(onnx_path).infer(crops))

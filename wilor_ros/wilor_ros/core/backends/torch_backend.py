@@ -24,6 +24,7 @@ import torch
 from wilor_ros.core.backends.base import ReconstructorBackend, ReconstructorOutput, check_crops
 from wilor_ros.core.backends.registry import BACKENDS
 from wilor_ros.core.hand.constants import CROP_SIZE
+from wilor_ros.core.models.wilor import WiLoR
 
 LOG = logging.getLogger(__name__)
 
@@ -168,7 +169,7 @@ class TorchBackend(ReconstructorBackend):
 
     def __init__(
         self,
-        model: torch.nn.Module,
+        model: WiLoR,
         device: str = "cpu",
         synthetic: bool = False,
         options: TorchOptions | None = None,
@@ -177,8 +178,7 @@ class TorchBackend(ReconstructorBackend):
         self.device = torch.device(device)
         self.synthetic = synthetic
         self.options = options or TorchOptions()
-        faces = getattr(getattr(model, "mano", None), "faces", None)
-        self.faces = None if faces is None else np.asarray(faces, dtype=np.int64)
+        self.faces = np.asarray(model.mano.faces, dtype=np.int64)
         if self.options.max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {self.options.max_batch}")
         wrapped = OutputTuple(self.model).eval()

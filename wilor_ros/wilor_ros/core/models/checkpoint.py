@@ -358,7 +358,7 @@ def save_model_checkpoint(path: str | os.PathLike[str], model: WiLoR, synthetic:
         k: (v.detach().float() if v.is_floating_point() else v.detach()).to("cpu", copy=True)
         for k, v in model.state_dict().items()
     }
-    return write_checkpoint(path, state, model.config, synthetic or bool(getattr(model, "synthetic", False)))
+    return write_checkpoint(path, state, model.config, synthetic or model.synthetic)
 
 
 def _non_finite_tensor(value: Any, name: str) -> tuple[str, int] | None:

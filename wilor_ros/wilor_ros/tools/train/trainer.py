@@ -203,9 +203,7 @@ def save_training_checkpoint(
     }
     payload = {
         STATE_DICT_KEY: state,
-        PROJECT_KEY: project_metadata(
-            model.config, bool(getattr(model, "synthetic", False)), trained_steps=int(step)
-        ),
+        PROJECT_KEY: project_metadata(model.config, model.synthetic, trained_steps=int(step)),
         "global_step": int(step),
         "epoch": 0,
         "optimizer_states": [opt.state_dict() for opt in optimizers],
