@@ -145,12 +145,6 @@ def field_info(cls: type, path: str) -> FieldInfo:
     raise ValueError(f"empty configuration path {path!r}")
 
 
-def get_path(obj: Any, path: str) -> Any:
-    for part in path.split("."):
-        obj = getattr(obj, part)
-    return obj
-
-
 def _field_types(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 

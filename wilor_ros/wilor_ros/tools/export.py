@@ -235,9 +235,3 @@ def _max_abs_diff(reference: ReconstructorOutput, other: ReconstructorOutput) ->
         name: float(np.max(np.abs(getattr(reference, name) - getattr(other, name))))
         for name in ReconstructorOutput.names()
     }
-
-
-def compare_onnx_to_torch(model: WiLoR, onnx_path: Path, batch: int = CHECK_BATCH) -> dict[str, float]:
-    """Max |ONNX Runtime - PyTorch| per output on random crops of a batch size not traced."""
-    crops = _check_crops(batch)
-    return _max_abs_diff(TorchBackend(model).infer(crops), OnnxRuntimeBackend(onnx_path).infer(crops))

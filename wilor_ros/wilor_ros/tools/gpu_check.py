@@ -311,10 +311,6 @@ def latency(model_dir: Path, device: str, ways: tuple[str, ...], budget_s: float
 
 
 # ------------------------------------------------------------------ markdown
-def _fmt(value: Any, digits: int = 3) -> str:
-    return f"{value:.{digits}g}" if isinstance(value, float) else str(value)
-
-
 def markdown(doc: dict[str, Any]) -> str:
     steps = doc["steps"]
     lines = ["# wilor_ros GPU check", ""]
