@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from wilor_ros.core.config import field_info
+from wilor_ros.core.config import Setting, field_info
 from wilor_ros.ros.node_config import NodeConfig
 
 # (parameter name, NodeConfig field path), in the order of the docs and of `--help`
@@ -99,7 +99,7 @@ class ParamSpec:
                 return f"{self.name} must be an integer, got {value!r}"
         elif isinstance(self.default, str) and not isinstance(value, str):
             return f"{self.name} must be a string, got {value!r}"
-        return field_info(NodeConfig, self.path).setting.reason(self.name, value)
+        return Setting(self.description, self.minimum, self.maximum, self.choices).reason(self.name, value)
 
 
 PARAMETERS: tuple[ParamSpec, ...] = tuple(ParamSpec.derive(name, path) for name, path in EXPOSED)
